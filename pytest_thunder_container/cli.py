@@ -23,9 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     imagebuild.add_arguments(image_sub)
 
     lint = sub.add_parser("lint", help="check an OCI config.json against the Thunder rules")
-    from . import lint as lint_module
+    from . import lintcli
 
-    lint_module.add_arguments(lint)
+    lintcli.add_arguments(lint)
     return parser
 
 
