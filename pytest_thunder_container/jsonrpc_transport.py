@@ -125,7 +125,7 @@ class JsonRpcTransport(Protocol):
 class HttpTransport:
     """POSTs to Thunder's /jsonrpc over one kept-alive HTTP connection."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_factor: float = 1.0) -> None:
         parts = urlsplit(url)
         try:
             port = parts.port or 80
@@ -137,6 +137,7 @@ class HttpTransport:
                 "pass e.g. --thunder-jsonrpc=http://192.168.0.20:9998/jsonrpc"
             )
         self._url = url
+        self._factor = timeout_factor
         self._host = parts.hostname
         self._port = port
         self._path = parts.path or "/jsonrpc"
@@ -148,6 +149,8 @@ class HttpTransport:
         return self._url
 
     def post(self, body: bytes, timeout: float) -> bytes:
+        """POST one request; `timeout` is nominal, multiplied here by the timeout factor."""
+        timeout *= self._factor
         with self._lock:
             reused = self._connection is not None
             try:

@@ -94,8 +94,9 @@ class ThunderClient:
 
     def call(self, method: str, params: Any = None, timeout: float | None = None) -> Any:
         """One JSON-RPC call; returns its result or raises ThunderError / ThunderUnreachable."""
+        # Timeouts stay nominal down to the transport, which applies the factor where it waits.
         seconds = self._timeout if timeout is None else timeout
-        return self._call(method, params, seconds * self._timeout_factor)
+        return self._call(method, params, seconds)
 
     def activate(self, callsign: str, timeout: float | None = None) -> None:
         self.call("Controller.1.activate", {"callsign": _checked(callsign)}, timeout)
@@ -109,7 +110,7 @@ class ThunderClient:
 
     def status(self, callsign: str) -> dict[str, Any]:
         """The plugin's Controller entry, its state in R5 spelling."""
-        return self._status(callsign, self._timeout * self._timeout_factor)
+        return self._status(callsign, self._timeout)
 
     def plugins(self) -> list[dict[str, Any]]:
         """Every plugin's Controller entry, states in R5 spelling."""
@@ -181,7 +182,7 @@ class ThunderClient:
         last_error: ThunderContainerError | None = None
         while True:
             remaining = deadline - time.monotonic()
-            call_budget = min(self._timeout * self._timeout_factor, max(remaining, 0.1))
+            call_budget = min(self._timeout, max(remaining / self._timeout_factor, 0.1))
             try:
                 last_seen = str(self._status(callsign, call_budget).get("state"))
                 last_error = None

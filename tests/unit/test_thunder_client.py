@@ -340,7 +340,7 @@ def test_connection_refused_names_url_and_fix() -> None:
 
 def test_a_silent_server_times_out_within_the_scaled_timeout(thunder: ReplayThunder) -> None:
     thunder.hang = True
-    client = ThunderClient(HttpTransport(thunder.url), timeout=0.3, timeout_factor=2.0)
+    client = ThunderClient(HttpTransport(thunder.url, timeout_factor=2.0), timeout=0.3)
     started = time.monotonic()
     with pytest.raises(ThunderUnreachable, match=r"no answer within 0\.6 s"):
         client.call("Controller.1.subsystems")
