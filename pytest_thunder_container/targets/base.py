@@ -1,0 +1,53 @@
+"""What every target offers the layers above it, whatever it runs on."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..console import Console
+    from ..images import Image
+
+
+class Target(ABC):
+    """A device with a shell: started (booted or attached) once, stopped for sure."""
+
+    name: str
+    emulated: bool
+    image: Image | None
+
+    @property
+    @abstractmethod
+    def console(self) -> Console:
+        """The logged-in shell session (valid between start() and stop())."""
+
+    @property
+    def jsonrpc_url(self) -> str | None:
+        """Where the host reaches Thunder's JSON-RPC over a network, or None (use the console)."""
+        return None
+
+    @abstractmethod
+    def start(self) -> None:
+        """Boot or attach, and log in; on failure leave nothing running and raise TargetError."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Release the device; safe to call twice and after a failed start."""
+
+    def properties(self) -> dict[str, str]:
+        """Facts for the report (target, image identity, emulator version, ...)."""
+        facts = {"target": self.name, "emulated": str(self.emulated).lower()}
+        if self.image is not None:
+            facts["image"] = str(self.image.directory)
+            facts["image.sha256"] = self.image.sha256
+        return facts
+
+    def __enter__(self) -> Target:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()

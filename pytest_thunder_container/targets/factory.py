@@ -1,0 +1,47 @@
+"""Turn the settings into the target this pytest process (or xdist worker) will use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..console import Login
+from ..images import Image, cache_dir, load_image_dir
+from ..settings import Settings, TargetSpec
+from ..snapshots import SnapshotStore
+from .base import Target
+from .qemu import QemuTarget
+
+Progress = Callable[[str], None]
+
+
+def resolve_image(settings: Settings, progress: Progress) -> Image:
+    """The user's --thunder-image, or the reference image (built on first use)."""
+    if settings.image is not None:
+        return load_image_dir(settings.image)
+    from ..imagebuild import reference_image
+
+    return reference_image("rpi3", progress=progress)
+
+
+def login_for(settings: Settings, image: Image | None) -> Login:
+    """Credentials from the options, else from the image's manifest, else root without password."""
+    if settings.login_user is not None or settings.password is not None:
+        return Login(settings.login_user or "root", settings.password)
+    if image is not None and image.login is not None:
+        user, password = image.login
+        return Login(user, password)
+    return Login("root", None)
+
+
+def make_target(settings: Settings, spec: TargetSpec, *, results: Path, label: str,
+                progress: Progress) -> Target:
+    if spec.kind == "qemu":
+        image = resolve_image(settings, progress)
+        extra = f"thunder.api={settings.reference_api}" if settings.reference_api else ""
+        return QemuTarget(spec.address, image, results=results,
+                          snapshots=SnapshotStore(cache_dir() / "snapshots"),
+                          login=login_for(settings, image), timeout_factor=settings.timeout_factor,
+                          cold_boot=settings.cold_boot, extra_append=extra,
+                          guest_port=settings.guest_port, label=label)
+    raise NotImplementedError(f"serial targets are not supported yet: {spec.address}")

@@ -1,0 +1,42 @@
+"""End to end on the emulated Raspberry Pi 3: the booted target and its shell."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_thunder_container.console import Console
+from pytest_thunder_container.targets.base import Target
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_target_is_an_arm64_raspberry_pi_3(thunder_shell: Console) -> None:
+    assert thunder_shell.check("uname -m").stdout == "aarch64"
+    model = thunder_shell.check("tr -d '\\000' < /proc/device-tree/model").stdout
+    assert "Raspberry Pi 3" in model
+
+
+def test_runc_answers(thunder_shell: Console) -> None:
+    result = thunder_shell.check("runc --version")
+    assert result.stdout.startswith("runc version")
+
+
+def test_a_trivial_container_runs_and_its_exit_code_comes_back(thunder_shell: Console) -> None:
+    bundle = "/tmp/tc-trivial"
+    thunder_shell.check(
+        f"rm -rf {bundle} && mkdir -p {bundle}/rootfs/proc {bundle}/rootfs/dev "
+        f"{bundle}/rootfs/sys {bundle}/rootfs/tmp {bundle}/rootfs/usr && cd {bundle} && "
+        "cp -a /bin /lib rootfs/ && runc spec && "
+        "sed -i -e 's/\"terminal\": true/\"terminal\": false/' "
+        "-e 's/\"sh\"$/\"sh\", \"-c\", \"exit 7\"/' config.json"
+    )
+    result = thunder_shell.run(f"cd {bundle} && runc run tc-trivial-$$", timeout=60)
+    assert result.returncode == 7, result.stdout
+    assert thunder_shell.run(f"rm -rf {bundle}").returncode == 0
+
+
+def test_target_reports_its_identity(thunder_target: Target) -> None:
+    facts = thunder_target.properties()
+    assert facts["target"].startswith("rpi3")
+    assert facts["emulated"] == "true"
+    assert len(facts["image.sha256"]) == 64
