@@ -72,6 +72,7 @@ class ContainerDeployment:
         self.original_state: str | None = None
         self._placed = False
         self._written = 0
+        self._created = spec.directory   # the topmost directory this deployment made
 
     @property
     def callsign(self) -> str:
@@ -152,9 +153,9 @@ class ContainerDeployment:
                 self.activate()
         except ThunderContainerError as error:
             problems.append(str(error))
-        removed = self.shell.run(f"rm -rf {shlex.quote(self.bundle)}", timeout=120)
+        removed = self.shell.run(f"rm -rf {shlex.quote(self._created)}", timeout=120)
         if removed.returncode != 0:
-            problems.append(f"rm -rf {self.bundle}: {removed.stdout}")
+            problems.append(f"rm -rf {self._created}: {removed.stdout}")
         self._placed = False
         if problems:
             raise DeployError(f"restoring {self.callsign} left problems: " + "; ".join(problems))
@@ -165,6 +166,9 @@ class ContainerDeployment:
             raise DeployError(f"the target has no {RUNC}: Thunder starts containers with it "
                               "(fix: add runc to the image)")
         parent = self.bundle.rsplit("/", 1)[0] or "/"
+        top = self.shell.run(f'd={q(self.bundle)}; t=$d; while [ ! -e "$d" ]; do t=$d; '
+                             'd=${d%/*}; done; echo "$t"').stdout.strip()
+        self._created = top or self.bundle
         made = self.shell.run(f"mkdir -p {q(self.bundle)} && [ -w {q(parent)} ]")
         if made.returncode != 0:
             raise DeployError(f"can't create the bundle directory {self.bundle} on the target: "
@@ -177,8 +181,8 @@ class ContainerDeployment:
         if self.spec.rootfs_tar is not None:
             tar = f"{self.bundle}/rootfs.tar"
             self.shell.put(self.spec.rootfs_tar.read_bytes(), tar)
-            command = f"mkdir -p {q(rootfs)} && tar -xf {q(tar)} -C {q(rootfs)}; r=$?; " \
-                      f"rm -f {q(tar)}; exit $r"
+            command = f"(mkdir -p {q(rootfs)} && tar -xf {q(tar)} -C {q(rootfs)}; r=$?; " \
+                      f"rm -f {q(tar)}; exit $r)"
         else:
             self._check_space(rootfs)
             command = f"{COPY_ROOT}\ntc_copy_root {q(rootfs)} {q(self.bundle)}"

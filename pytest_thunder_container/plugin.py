@@ -12,6 +12,7 @@ from .console import Console
 from .errors import ThunderContainerError
 from .settings import Settings, SettingsError, TargetSpec, check_settings, parse_targets, worker_id
 from .targets.base import Target
+from .thunder import ThunderClient, connect
 
 SETTINGS = pytest.StashKey[Settings]()
 
@@ -137,3 +138,14 @@ def thunder_target(pytestconfig: pytest.Config, thunder_settings: Settings,
 @pytest.fixture
 def thunder_shell(thunder_target: Target) -> Console:
     return thunder_target.console
+
+
+@pytest.fixture(scope="session")
+def thunder_jsonrpc(thunder_target: Target, thunder_settings: Settings) -> ThunderClient:
+    """A client of Thunder's Controller on the target (HTTP when reachable, else the console)."""
+    url = thunder_settings.jsonrpc_url or thunder_target.jsonrpc_url
+    try:
+        return connect(url, thunder_target.console, port=thunder_settings.guest_port,
+                       timeout_factor=thunder_settings.timeout_factor)
+    except ThunderContainerError as error:
+        pytest.exit(f"thunder: no Thunder on target {thunder_target.name}: {error}", returncode=3)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .shell import Shell
 
@@ -15,6 +16,10 @@ MASKED_PATHS = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_de
                 "/sys/firmware", "/proc/acpi", "/proc/asound", "/proc/latency_stats",
                 "/proc/timer_stats", "/proc/scsi")
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# A file under each read-only path that root may open for writing where the mount allows it
+# (directories can't be opened for writing; read-only files would say EACCES, not EROFS).
+READONLY_WRITE_TARGETS = {"/proc/sys": "/proc/sys/kernel/hostname",
+                          "/proc/sysrq-trigger": "/proc/sysrq-trigger"}
 SECTION = "@@tc-section "
 # Opening for writing without writing anything (`: > f`) proves a mount is read-only (EROFS) and
 # changes nothing when it is not: no kernel setting is ever written by a probe.
@@ -61,6 +66,24 @@ class Observation:
     def section(self, name: str, *, inside: bool = False) -> str:
         probe = self.inside if inside else self.outside
         return probe.sections.get(name, "") if probe else ""
+
+
+def observation_to_dict(observation: Observation) -> dict[str, Any]:
+    """A JSON-ready form, kept as evidence and used as recorded test data."""
+    return asdict(observation)
+
+
+def observation_from_dict(data: dict[str, Any]) -> Observation:
+    host = data.get("host")
+    probes = {where: (Probe(**data[where]) if data.get(where) else None)
+              for where in ("outside", "inside")}
+    return Observation(
+        callsign=data["callsign"],
+        host=PluginHost(host["pid"], host["name"], tuple(host["argv"])) if host else None,
+        outside=probes["outside"], inside=probes["inside"],
+        tmp_probe_seen_outside=data.get("tmp_probe_seen_outside"),
+        notes=tuple(data.get("notes", ())),
+    )
 
 
 def split_sections(output: str) -> dict[str, str]:
@@ -116,7 +139,6 @@ def outside_script(pid: int, container_id: str) -> str:
         _section("limits"), f"cat {proc}/limits",
         _section("environ"), f"tr '\\000' '\\n' < {proc}/environ",
         _section("cmdline"), f"tr '\\000' '\\n' < {proc}/cmdline",
-        _section("stdio"), f"readlink {proc}/fd/0 {proc}/fd/1 {proc}/fd/2",
         _section("fds"), f"ls -l {proc}/fd 2>/dev/null",
         _section("net-unix"), f"cat {proc}/net/unix",
         _section("mountinfo"), f"cat {proc}/mountinfo",
@@ -133,7 +155,7 @@ def inside_script(token: str, connector: str) -> str:
     """Run inside the container with runc exec: what a process in there can see and do."""
     q = shlex.quote
     masked = " ".join(q(p) for p in MASKED_PATHS)
-    readonly = " ".join(q(p) for p in READONLY_PATHS)
+    writable = " ".join(q(p) for p in READONLY_WRITE_TARGETS.values())
     probe = f"/.tc-probe-{token}"
     parts = [
         _section("hostname"), "hostname",
@@ -141,8 +163,8 @@ def inside_script(token: str, connector: str) -> str:
         f'for p in {masked}; do if [ -e "$p" ]; then '
         'echo "$p|$(stat -c "%F|%t,%T" "$p" 2>&1)|$(head -c 64 "$p" 2>/dev/null | wc -c)|'
         '$(ls -A "$p" 2>/dev/null | wc -l)"; else echo "$p|absent"; fi; done',
-        _section("readonly"),
-        f'for p in {readonly}; do if [ -e "$p" ]; then '
+        _section("readonly-write"),
+        f'for p in {writable}; do if [ -e "$p" ]; then '
         'm=$( ( : > "$p" ) 2>&1); echo "$p|$?|$m"; else echo "$p|absent"; fi; done',
         _section("root-write"),
         f"m=$( ( : > {probe} ) 2>&1); echo \"$?|$m\"; rm -f {probe} 2>/dev/null",
@@ -185,8 +207,8 @@ def observe(shell: Shell, callsign: str, *, container_id: str | None = None,
     command = f"runc exec {shlex.quote(container)} sh -c {shlex.quote(inner)}"
     result = shell.run(command, timeout=timeout)
     inside_probe = Probe("container", command, result.returncode, split_sections(result.stdout))
-    seen = shell.run(f"[ -e /tmp/.tc-probe-{token} ]; r=$?; rm -f /tmp/.tc-probe-{token}; "
-                     "exit $r").returncode == 0
+    marker = f"/tmp/.tc-probe-{token}"
+    seen = shell.run(f"if [ -e {marker} ]; then rm -f {marker}; echo seen; fi").stdout == "seen"
     return Observation(callsign, host, outside, inside_probe, seen, notes)
 
 

@@ -86,6 +86,10 @@ class ThunderClient:
         self._dialect: str | None = None
 
     @property
+    def endpoint(self) -> str:
+        return self._transport.endpoint
+
+    @property
     def dialect(self) -> str:
         """`R4.4` or `R5`, detected from which Controller methods exist."""
         if self._dialect is None:
@@ -318,3 +322,36 @@ def _checked(callsign: str) -> str:
             f"Thunder callsign {callsign!r} must be a non-empty string (e.g. 'OCDM')"
         )
     return callsign
+
+
+def connect(url: str | None, shell: Any, *, port: int = 80, timeout_factor: float = 1.0,
+            wait: float = 60.0, network_grace: float = 20.0) -> ThunderClient:
+    """A client that answers: over HTTP when `url` is reachable, else through the console.
+
+    Thunder may still be starting and the target's network still coming up, so HTTP is tried
+    for `network_grace` seconds before the console (which needs no network) is accepted.
+    """
+    started = time.monotonic()
+    deadline = started + wait * timeout_factor
+    http_deadline = started + min(wait, network_grace) * timeout_factor
+    http = None if url is None else ThunderClient(
+        HttpTransport(url, timeout_factor=timeout_factor), timeout_factor=timeout_factor)
+    console = ThunderClient(ConsoleTransport(shell, port=port), timeout_factor=timeout_factor)
+    last: ThunderContainerError | None = None
+    while True:
+        candidates = [http] if http is not None else []
+        if http is None or time.monotonic() > http_deadline:
+            candidates.append(console)
+        for client in candidates:
+            try:
+                client.call("Controller.1.subsystems", timeout=5.0)
+            except (ThunderUnreachable, ThunderError) as error:
+                last = error
+                continue
+            return client
+        if time.monotonic() > deadline:
+            over = " or ".join(client.endpoint for client in candidates)
+            raise ThunderUnreachable(
+                f"Thunder did not answer within {wait * timeout_factor:.0f} s over {over}: {last}"
+            )
+        time.sleep(0.5)

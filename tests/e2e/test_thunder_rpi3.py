@@ -1,0 +1,16 @@
+"""End to end: the reference Thunder in the rpi3 image, OCDM in Local and in Container mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_thunder_container.thunder import ThunderClient
+
+pytestmark = pytest.mark.e2e
+
+
+def test_thunder_answers_and_its_dialect_is_detected(thunder_jsonrpc: ThunderClient) -> None:
+    assert thunder_jsonrpc.dialect in ("R5", "R4.4")
+    assert thunder_jsonrpc.state("OCDM") == "Activated"
+    drms = thunder_jsonrpc.call("OCDM.1.drms")
+    assert drms[0]["name"] == "PlayReady"
