@@ -73,6 +73,7 @@ class ContainerDeployment:
         self._placed = False
         self._written = 0
         self._created = spec.directory   # the topmost directory this deployment made
+        self._backup: str | None = None   # a bundle that was there before, moved aside
 
     @property
     def callsign(self) -> str:
@@ -156,6 +157,10 @@ class ContainerDeployment:
         removed = self.shell.run(f"rm -rf {shlex.quote(self._created)}", timeout=120)
         if removed.returncode != 0:
             problems.append(f"rm -rf {self._created}: {removed.stdout}")
+        if self._backup is not None:
+            back = self.shell.run(f"mv {shlex.quote(self._backup)} {shlex.quote(self.bundle)}")
+            if back.returncode != 0:
+                problems.append(f"putting back {self.bundle} failed: {back.stdout}")
         self._placed = False
         if problems:
             raise DeployError(f"restoring {self.callsign} left problems: " + "; ".join(problems))
@@ -166,6 +171,10 @@ class ContainerDeployment:
             raise DeployError(f"the target has no {RUNC}: Thunder starts containers with it "
                               "(fix: add runc to the image)")
         parent = self.bundle.rsplit("/", 1)[0] or "/"
+        if self.shell.run(f"[ -e {q(self.bundle)} ]").returncode == 0:
+            # The image's own bundle is kept aside and put back by restore().
+            self._backup = f"{self.bundle}.thunder-container-backup"
+            self.shell.check(f"rm -rf {q(self._backup)} && mv {q(self.bundle)} {q(self._backup)}")
         top = self.shell.run(f'd={q(self.bundle)}; t=$d; while [ ! -e "$d" ]; do t=$d; '
                              'd=${d%/*}; done; echo "$t"').stdout.strip()
         self._created = top or self.bundle
