@@ -157,9 +157,11 @@ class Console:
         tag = self._next_tag()
         # The markers are split by quotes, so the echoed command line never matches them; the
         # group gets its own line so a trailing comment, "&" or ";" in cmd can't swallow the end
-        # marker, and /dev/null as stdin so cmd can't eat the console's input.
+        # marker, and /dev/null as stdin so cmd can't eat the console's input. The end marker
+        # has a line of its own, so a syntax error in cmd (which makes the shell drop the lines
+        # it was parsing) still ends with the marker and the shell's exit code 2.
         line = (
-            f"echo 'tc''-S{tag}'; {{ :; {cmd}\n}} </dev/null; echo \"tc\"\"-E{tag}:$?\"\n"
+            f"echo 'tc''-S{tag}'; {{ :; {cmd}\n}} </dev/null\necho \"tc\"\"-E{tag}:$?\"\n"
         ).encode()
         if len(line) > _MAX_COMMAND_BYTES:
             raise ConsoleError(
@@ -393,6 +395,11 @@ class Console:
         if start >= 0:
             newline = text.find(b"\n", start)
             text = b"" if newline < 0 else text[newline + 1 :]
+        # The shell prints its prompt (and a line-editing shell echoes the line) before it reads
+        # the end marker's line: cut from the last prompt, a random token no output carries.
+        prompt = text.rfind(f"tc-{self._token}# ".encode())
+        if prompt >= 0:
+            text = text[:prompt]
         if text.endswith(b"\n"):
             text = text[:-1]
         return text.decode("utf-8", "replace")

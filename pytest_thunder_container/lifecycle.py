@@ -36,6 +36,6 @@ def plant_leftover_container(shell: Shell, bundle: str, container_id: str) -> Co
     q = shlex.quote
     return shell.run(
         f"{RUNC} create --bundle {q(bundle)} {q(container_id)} </dev/null "
-        ">/dev/null 2>&1; r=$?; {RUNC} state {q(container_id)}; echo rc=$r",
+        f">/dev/null 2>&1; r=$?; {RUNC} state {q(container_id)}; echo rc=$r",
         timeout=120,
     )

@@ -461,3 +461,12 @@ def test_round_trips_are_fast(console: Console) -> None:
     started = time.monotonic()
     console.run("seq 1 20000")
     assert time.monotonic() - started < 2
+
+
+def test_a_syntax_error_returns_at_once_with_the_shells_code(console: Console) -> None:
+    started = time.monotonic()
+    result = console.run("echo ( broken", timeout=20)
+    assert result.returncode == 2
+    assert "syntax error" in result.stdout or "unexpected" in result.stdout
+    assert time.monotonic() - started < 5
+    assert console.run("echo still-here").stdout == "still-here"
