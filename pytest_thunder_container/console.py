@@ -127,6 +127,9 @@ class Console:
         # another session's output nor a late answer to an earlier command can match.
         self._token = secrets.token_hex(3)
         self._seq = 0
+        # Set while a command's end marker is still owed: an exception (Ctrl-C, a crash in the
+        # caller) between send and marker leaves the shell busy, so the next run() resyncs first.
+        self._pending = False
         self._closed = False
         # One write and one read per command: no pexpect delays, large reads, our own logging
         # (pexpect's send log would record passwords).
@@ -150,6 +153,7 @@ class Console:
     def resync(self, timeout: float = 10.0) -> None:
         """Interrupt whatever runs and set the session up again (after a restore or a timeout)."""
         self._establish(timeout, interrupt=True)
+        self._pending = False
 
     def run(self, cmd: str, timeout: float | None = None) -> CommandResult:
         """Run `cmd` in the shell; its exit code and its output (no markers, prompts or noise)."""
@@ -170,10 +174,14 @@ class Console:
                 f"data with put(): {_shorten(cmd)!r}"
             )
         end = re.compile(rb"tc-E" + re.escape(tag.encode()) + rb":(\d+)\r*\n")
+        if self._pending:
+            self.resync()
         started = time.monotonic()
+        self._pending = True
         self._send(line)
         if self._expect([end], limit, f"the end of {_shorten(cmd)!r}") is None:
             raise self._timed_out(cmd, limit, tag)
+        self._pending = False
         duration = time.monotonic() - started
         returncode = int(self._spawn.match.group(1))
         return CommandResult(cmd, returncode, self._output(self._spawn.before, tag), duration)

@@ -470,3 +470,19 @@ def test_a_syntax_error_returns_at_once_with_the_shells_code(console: Console) -
     assert "syntax error" in result.stdout or "unexpected" in result.stdout
     assert time.monotonic() - started < 5
     assert console.run("echo still-here").stdout == "still-here"
+
+
+def test_an_interrupted_command_is_cleaned_up_before_the_next(console: Console) -> None:
+    # A caller interrupted between send and end marker (Ctrl-C in pytest) leaves the shell busy.
+    original = console._expect
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    console._expect = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        console.run("sleep 30")
+    console._expect = original  # type: ignore[method-assign]
+    started = time.monotonic()
+    assert console.run("echo after").stdout == "after"
+    assert time.monotonic() - started < 15
