@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import imagebuild
 
     imagebuild.add_arguments(image_sub)
+    from . import sdbuild
+
+    sdbuild.add_arguments(image_sub)
 
     lint = sub.add_parser("lint", help="check an OCI config.json against the Thunder rules")
     from . import lintcli

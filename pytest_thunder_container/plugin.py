@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from . import suite_fixtures
 from .console import Console
 from .errors import ThunderContainerError
+from .reporting import Reporting, add_options
 from .settings import Settings, SettingsError, TargetSpec, check_settings, parse_targets, worker_id
 from .targets.base import Target
+from .terminal import progress_printer
 from .thunder import ThunderClient, connect
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -20,42 +23,133 @@ SETTINGS = pytest.StashKey[Settings]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("thunder", "Thunder plugins in runc containers")
     add = group.addoption
-    add("--thunder-target", default="rpi3", metavar="TARGET",
+    add(
+        "--thunder-target",
+        default="rpi3",
+        metavar="TARGET",
         help="rpi3 or virt (QEMU), serial:/dev/ttyUSB0, rfc2217://host:port, socket://host:port;"
-             " 'A|B' or @file for a pool of targets (default: rpi3)")
-    add("--thunder-image", type=Path, metavar="PATH",
-        help="a kernel + dtb + initrd directory to boot instead of the reference image")
-    add("--thunder-timeout-factor", type=float, default=1.0, metavar="F",
-        help="multiply every wait by F (default 1)")
-    add("--thunder-results", type=Path, default=Path("thunder-results"), metavar="DIR",
-        help="where console transcripts, deployed configs, samples and reports go")
-    add("--thunder-cold-boot", action="store_true",
-        help="boot from scratch instead of restoring the saved VM state")
-    add("--thunder-jsonrpc", metavar="URL",
-        help="Thunder's JSON-RPC URL for a board with a network (default: through the console)")
-    add("--thunder-reference-api", choices=("R5", "R4.4"),
-        help="API generation of the reference image's Thunder (default R5)")
-    add("--thunder-port", type=int, default=80, metavar="PORT",
-        help="Thunder's port on the target (default 80)")
+        " 'A|B' or @file for a pool of targets (default: rpi3)",
+    )
+    add(
+        "--thunder-image",
+        type=Path,
+        metavar="PATH",
+        help="an SD card image (.img) or a kernel + dtb + initrd directory to boot instead of "
+        "the reference image",
+    )
+    add(
+        "--thunder-timeout-factor",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every wait by F (default 1)",
+    )
+    add(
+        "--thunder-results",
+        type=Path,
+        default=Path("thunder-results"),
+        metavar="DIR",
+        help="where console transcripts, deployed configs, samples and reports go",
+    )
+    add(
+        "--thunder-cold-boot",
+        action="store_true",
+        help="boot from scratch instead of restoring the saved VM state",
+    )
+    add(
+        "--thunder-jsonrpc",
+        metavar="URL",
+        help="Thunder's JSON-RPC URL for a board with a network (default: through the console)",
+    )
+    add(
+        "--thunder-reference-api",
+        choices=("R5", "R4.4"),
+        help="API generation of the reference image's Thunder (default R5)",
+    )
+    add(
+        "--thunder-port",
+        type=int,
+        default=80,
+        metavar="PORT",
+        help="Thunder's port on the target (default 80)",
+    )
     add("--thunder-login-user", metavar="USER", help="console login (default: from the image)")
-    add("--thunder-password", metavar="PASSWORD",
-        help="console password (or set THUNDER_PASSWORD; never written to logs)")
-    add("--thunder-baud", type=int, default=115200, metavar="BAUD",
-        help="serial line speed (default 115200)")
-    add("--thunder-power-cycle", metavar="CMD",
-        help="host command that power-cycles the board before the session")
-    add("--thunder-callsign", default="OCDM", metavar="CALLSIGN",
-        help="plugin to deploy in a container (default OCDM)")
-    add("--thunder-rootfs", type=Path, metavar="TAR",
-        help="container rootfs tarball (default: a copy of the target's own root)")
-    add("--thunder-container-config", type=Path, metavar="JSON",
-        help="container config.json (default: the tutorial's example adjusted for the target)")
-    add("--thunder-bundle-dir", metavar="DIR",
-        help="where the bundle goes (default /usr/share/Thunder/<callsign>/Container)")
-    add("--thunder-bench-runs", type=int, default=10, metavar="N",
-        help="benchmark repetitions after a warm-up (default 10)")
-    add("--thunder-max-start-ms", type=float, metavar="MS",
-        help="fail TC-PERF-001 when the median container start latency exceeds MS")
+    add(
+        "--thunder-password",
+        metavar="PASSWORD",
+        help="console password (or set THUNDER_PASSWORD; never written to logs)",
+    )
+    add(
+        "--thunder-baud",
+        type=int,
+        default=115200,
+        metavar="BAUD",
+        help="serial line speed (default 115200)",
+    )
+    add(
+        "--thunder-power-cycle",
+        metavar="CMD",
+        help="host command that power-cycles the board before the session",
+    )
+    add(
+        "--thunder-host-address",
+        metavar="IP",
+        help="this host's address on the board's network: files go over HTTP from there "
+        "(default: through the console)",
+    )
+    add(
+        "--thunder-pool-wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long a worker waits for a free serial target of the pool (default 300)",
+    )
+    add(
+        "--thunder-callsign",
+        default="OCDM",
+        metavar="CALLSIGN",
+        help="plugin to deploy in a container (default OCDM)",
+    )
+    add(
+        "--thunder-rootfs",
+        type=Path,
+        metavar="TAR",
+        help="container rootfs tarball (default: a copy of the target's own root)",
+    )
+    add(
+        "--thunder-container-config",
+        type=Path,
+        metavar="JSON",
+        help="container config.json (default: the tutorial's example adjusted for the target)",
+    )
+    add(
+        "--thunder-bundle-dir",
+        metavar="DIR",
+        help="where the bundle goes (default /usr/share/Thunder/<callsign>/Container)",
+    )
+    add(
+        "--thunder-bench-runs",
+        type=int,
+        default=10,
+        metavar="N",
+        help="benchmark repetitions after a warm-up (default 10)",
+    )
+    add(
+        "--thunder-max-start-ms",
+        type=float,
+        metavar="MS",
+        help="fail TC-PERF-001 when the median container start latency exceeds MS",
+    )
+    add(
+        "--thunder-scenario",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="parity scenario (TOML) for a plugin, one per callsign; repeatable "
+        "(default: the package's scenario for OCDM)",
+    )
+    add_options(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,19 +182,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SETTINGS] = settings
-
-
-def _progress(config: pytest.Config) -> Callable[[str], None]:
-    """Print a line to the terminal now, even while pytest captures output."""
-    capture = config.pluginmanager.getplugin("capturemanager")
-    reporter = config.pluginmanager.getplugin("terminalreporter")
-
-    def say(line: str) -> None:
-        if capture is not None and reporter is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(line)
-
-    return say
+    config.pluginmanager.register(Reporting(config), "thunder-reporting")
+    config.pluginmanager.register(suite_fixtures, "thunder-suite-fixtures")
 
 
 @pytest.fixture(scope="session")
@@ -115,24 +198,43 @@ def thunder_results(thunder_settings: Settings) -> Path:
 
 
 @pytest.fixture(scope="session")
-def thunder_target(pytestconfig: pytest.Config, thunder_settings: Settings,
-                   thunder_results: Path) -> Iterator[Target]:
+def thunder_target(
+    pytestconfig: pytest.Config, thunder_settings: Settings, thunder_results: Path
+) -> Iterator[Target]:
+    from .pool import claim_target
     from .targets.factory import make_target
 
-    spec: TargetSpec = thunder_settings.targets[0]
     worker = worker_id()
-    label = spec.label if worker == "main" else f"{spec.label}-{worker}"
-    say = _progress(pytestconfig)
+    say = progress_printer(pytestconfig)
     try:
-        target = make_target(thunder_settings, spec, results=thunder_results, label=label,
-                             progress=say)
-        say(f"[thunder] starting target {label}")
-        target.start()
+        claim = claim_target(
+            thunder_settings.targets,
+            worker=worker,
+            progress=say,
+            wait=pytestconfig.option.thunder_pool_wait,
+            timeout_factor=thunder_settings.timeout_factor,
+        )
     except ThunderContainerError as error:
-        pytest.exit(f"thunder: target {label} could not be started: {error}", returncode=3)
-    say(f"[thunder] target {label} ready")
-    yield target
-    target.stop()
+        pytest.exit(f"thunder: no target for {worker}: {error}", returncode=3)
+    spec: TargetSpec = claim.spec
+    label = spec.label if worker == "main" else f"{spec.label}-{worker}"
+    with claim:
+        try:
+            target = make_target(
+                thunder_settings,
+                spec,
+                results=thunder_results,
+                label=label,
+                progress=say,
+                host_address=pytestconfig.option.thunder_host_address,
+            )
+            say(f"[thunder] starting target {label}")
+            target.start()
+        except ThunderContainerError as error:
+            pytest.exit(f"thunder: target {label} could not be started: {error}", returncode=3)
+        say(f"[thunder] target {label} ready")
+        yield target
+        target.stop()
 
 
 @pytest.fixture
@@ -145,7 +247,11 @@ def thunder_jsonrpc(thunder_target: Target, thunder_settings: Settings) -> Thund
     """A client of Thunder's Controller on the target (HTTP when reachable, else the console)."""
     url = thunder_settings.jsonrpc_url or thunder_target.jsonrpc_url
     try:
-        return connect(url, thunder_target.console, port=thunder_settings.guest_port,
-                       timeout_factor=thunder_settings.timeout_factor)
+        return connect(
+            url,
+            thunder_target.console,
+            port=thunder_settings.guest_port,
+            timeout_factor=thunder_settings.timeout_factor,
+        )
     except ThunderContainerError as error:
         pytest.exit(f"thunder: no Thunder on target {thunder_target.name}: {error}", returncode=3)

@@ -19,8 +19,8 @@ class SettingsError(ValueError):
 class TargetSpec:
     """One entry of --thunder-target: a QEMU machine or a serial line."""
 
-    kind: str            # "qemu" or "serial"
-    address: str         # machine name, or the device path / pyserial URL
+    kind: str  # "qemu" or "serial"
+    address: str  # machine name, or the device path / pyserial URL
 
     @property
     def label(self) -> str:
@@ -64,15 +64,19 @@ def parse_targets(value: str) -> tuple[TargetSpec, ...]:
     if text.startswith("@"):
         pool = Path(text[1:])
         if not pool.is_file():
-            raise SettingsError(f"--thunder-target={value}: pool file {pool} does not exist "
-                                "(fix: one target per line, e.g. serial:/dev/ttyUSB0)")
+            raise SettingsError(
+                f"--thunder-target={value}: pool file {pool} does not exist "
+                "(fix: one target per line, e.g. serial:/dev/ttyUSB0)"
+            )
         entries = [line.split("#", 1)[0].strip() for line in pool.read_text().splitlines()]
     else:
         entries = text.split("|")
     specs = tuple(_parse_one(entry.strip(), value) for entry in entries if entry.strip())
     if not specs:
-        raise SettingsError(f"--thunder-target={value!r} names no target "
-                            f"(fix: one of {', '.join(QEMU_MACHINES)} or serial:/dev/ttyUSB0)")
+        raise SettingsError(
+            f"--thunder-target={value!r} names no target "
+            f"(fix: one of {', '.join(QEMU_MACHINES)} or serial:/dev/ttyUSB0)"
+        )
     return specs
 
 
@@ -82,39 +86,74 @@ def _parse_one(entry: str, whole: str) -> TargetSpec:
     if entry.startswith("serial:"):
         device = entry.removeprefix("serial:")
         if not device:
-            raise SettingsError(f"--thunder-target={whole}: 'serial:' needs a device, "
-                                "e.g. serial:/dev/ttyUSB0")
+            raise SettingsError(
+                f"--thunder-target={whole}: 'serial:' needs a device, e.g. serial:/dev/ttyUSB0"
+            )
         return TargetSpec("serial", device)
     if entry.startswith(SERIAL_PREFIXES):
         return TargetSpec("serial", entry)
-    raise SettingsError(f"--thunder-target={whole}: unknown target {entry!r} (fix: one of "
-                        f"{', '.join(QEMU_MACHINES)}, serial:/dev/ttyUSB0, rfc2217://host:port, "
-                        "socket://host:port, 'A|B' for a pool, or @poolfile)")
+    raise SettingsError(
+        f"--thunder-target={whole}: unknown target {entry!r} (fix: one of "
+        f"{', '.join(QEMU_MACHINES)}, serial:/dev/ttyUSB0, rfc2217://host:port, "
+        "socket://host:port, 'A|B' for a pool, or @poolfile)"
+    )
 
 
 def check_settings(settings: Settings) -> None:
     """Contradictions and impossible values, reported before anything boots."""
     if not settings.timeout_factor > 0:
-        raise SettingsError(f"--thunder-timeout-factor={settings.timeout_factor}: must be > 0 "
-                            "(fix: e.g. 2 on a slow machine)")
+        raise SettingsError(
+            f"--thunder-timeout-factor={settings.timeout_factor}: must be > 0 "
+            "(fix: e.g. 2 on a slow machine)"
+        )
     serial = [spec for spec in settings.targets if spec.kind == "serial"]
     if serial and settings.image is not None:
-        raise SettingsError("--thunder-image boots an image in QEMU; it can't apply to serial "
-                            f"target {serial[0].address} (fix: drop one of the two options)")
+        raise SettingsError(
+            "--thunder-image boots an image in QEMU; it can't apply to serial "
+            f"target {serial[0].address} (fix: drop one of the two options)"
+        )
     if serial and settings.cold_boot:
-        raise SettingsError("--thunder-cold-boot applies to QEMU targets only; the board on "
-                            f"{serial[0].address} is not booted by the harness")
+        raise SettingsError(
+            "--thunder-cold-boot applies to QEMU targets only; the board on "
+            f"{serial[0].address} is not booted by the harness"
+        )
     if settings.reference_api is not None:
         if settings.reference_api not in DIALECTS:
-            raise SettingsError(f"--thunder-reference-api={settings.reference_api}: must be one "
-                                f"of {', '.join(DIALECTS)}")
+            raise SettingsError(
+                f"--thunder-reference-api={settings.reference_api}: must be one "
+                f"of {', '.join(DIALECTS)}"
+            )
         if settings.image is not None or serial:
-            raise SettingsError("--thunder-reference-api selects the API of the reference image's "
-                                "Thunder; a vendor image or board brings its own (fix: drop it)")
+            raise SettingsError(
+                "--thunder-reference-api selects the API of the reference image's "
+                "Thunder; a vendor image or board brings its own (fix: drop it)"
+            )
     if settings.image is not None and not settings.image.exists():
         raise SettingsError(f"--thunder-image={settings.image}: no such file or directory")
-    for option, path in (("--thunder-rootfs", settings.rootfs),
-                         ("--thunder-container-config", settings.container_config)):
+    if settings.image is not None and settings.image.is_file():
+        # A file is an SD card image: cheap checks of its partitions now, the rest at boot.
+        from .errors import ImageError
+        from .sdcard import check_sdcard_file
+
+        no_slot = [
+            spec.address
+            for spec in settings.targets
+            if spec.kind == "qemu" and spec.address != "rpi3"
+        ]
+        if no_slot:
+            raise SettingsError(
+                f"--thunder-image={settings.image} is an SD card image; QEMU "
+                f"machine {no_slot[0]} has no SD card slot (fix: "
+                "--thunder-target=rpi3)"
+            )
+        try:
+            check_sdcard_file(settings.image)
+        except ImageError as error:
+            raise SettingsError(f"--thunder-image: {error}") from None
+    for option, path in (
+        ("--thunder-rootfs", settings.rootfs),
+        ("--thunder-container-config", settings.container_config),
+    ):
         if path is not None and not path.is_file():
             raise SettingsError(f"{option}={path}: no such file")
     if not 0 < settings.guest_port < 65536:

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ..transfer import FileTransfer
+
 if TYPE_CHECKING:
     from ..console import Console
     from ..images import Image
@@ -28,6 +30,11 @@ class Target(ABC):
         """Where the host reaches Thunder's JSON-RPC over a network, or None (use the console)."""
         return None
 
+    @property
+    def files(self) -> FileTransfer:
+        """Puts and gets files on the target: over the console, unless a target knows better."""
+        return FileTransfer(self.console, None, name=self.name)
+
     @abstractmethod
     def start(self) -> None:
         """Boot or attach, and log in; on failure leave nothing running and raise TargetError."""
@@ -48,6 +55,10 @@ class Target(ABC):
         self.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()

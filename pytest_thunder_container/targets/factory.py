@@ -7,16 +7,21 @@ from pathlib import Path
 
 from ..console import Login
 from ..images import Image, cache_dir, load_image_dir
+from ..sdcard import SdCardImage, load_sdcard
 from ..settings import Settings, TargetSpec
 from ..snapshots import SnapshotStore
 from .base import Target
 from .qemu import QemuTarget
+from .serial import SerialTarget
 
 Progress = Callable[[str], None]
 
 
-def resolve_image(settings: Settings, progress: Progress) -> Image:
-    """The user's --thunder-image, or the reference image (built on first use)."""
+def resolve_image(settings: Settings, progress: Progress) -> Image | SdCardImage:
+    """The user's --thunder-image (an SD card image file or a kernel+initrd directory), or the
+    reference image (built on first use)."""
+    if settings.image is not None and settings.image.is_file():
+        return load_sdcard(settings.image, cache_dir(), progress)
     if settings.image is not None:
         return load_image_dir(settings.image)
     from ..imagebuild import reference_image
@@ -34,14 +39,39 @@ def login_for(settings: Settings, image: Image | None) -> Login:
     return Login("root", None)
 
 
-def make_target(settings: Settings, spec: TargetSpec, *, results: Path, label: str,
-                progress: Progress) -> Target:
+def make_target(
+    settings: Settings,
+    spec: TargetSpec,
+    *,
+    results: Path,
+    label: str,
+    progress: Progress,
+    host_address: str | None = None,
+) -> Target:
+    """The target for `spec`; `host_address` is where a board reaches this host (for files)."""
     if spec.kind == "qemu":
         image = resolve_image(settings, progress)
         extra = f"thunder.api={settings.reference_api}" if settings.reference_api else ""
-        return QemuTarget(spec.address, image, results=results,
-                          snapshots=SnapshotStore(cache_dir() / "snapshots"),
-                          login=login_for(settings, image), timeout_factor=settings.timeout_factor,
-                          cold_boot=settings.cold_boot, extra_append=extra,
-                          guest_port=settings.guest_port, label=label)
-    raise NotImplementedError(f"serial targets are not supported yet: {spec.address}")
+        return QemuTarget(
+            spec.address,
+            image,
+            results=results,
+            snapshots=SnapshotStore(cache_dir() / "snapshots"),
+            login=login_for(settings, image),
+            timeout_factor=settings.timeout_factor,
+            cold_boot=settings.cold_boot,
+            extra_append=extra,
+            guest_port=settings.guest_port,
+            label=label,
+        )
+    return SerialTarget(
+        spec.address,
+        results=results,
+        login=login_for(settings, None),
+        baudrate=settings.baudrate,
+        timeout_factor=settings.timeout_factor,
+        power_cycle=settings.power_cycle,
+        jsonrpc_url=settings.jsonrpc_url,
+        host_address=host_address,
+        label=label,
+    )

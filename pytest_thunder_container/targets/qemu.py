@@ -11,9 +11,11 @@ from ..console import Console, Login
 from ..errors import ConsoleError, TargetError
 from ..images import Image
 from ..qmp import Qmp
+from ..sdcard import SdCardImage
 from ..snapshots import SNAPSHOT_TAG, SnapshotKey, SnapshotStore, create_state_file
 from ..streams import connect_unix_socket
 from ..transcript import Transcript
+from ..transfer import QEMU_USER_NETWORK, FileTransfer
 from .base import Target
 from .qemu_process import (
     MACHINES,
@@ -24,8 +26,9 @@ from .qemu_process import (
     qemu_version,
     user_netdev,
 )
+from .sd_reattach import reattach_sd_card
 
-BOOT_TIMEOUT = 120.0      # cold boot to a logged-in prompt, before the timeout factor
+BOOT_TIMEOUT = 120.0  # cold boot to a logged-in prompt, before the timeout factor
 RESTORE_TIMEOUT = 30.0
 QUIT_TIMEOUT = 5.0
 
@@ -35,12 +38,28 @@ class QemuTarget(Target):
 
     emulated = True
 
-    def __init__(self, machine: str, image: Image, *, results: Path, snapshots: SnapshotStore,
-                 login: Login | None, timeout_factor: float = 1.0, cold_boot: bool = False,
-                 extra_append: str = "", guest_port: int = 80, label: str | None = None) -> None:
+    def __init__(
+        self,
+        machine: str,
+        image: Image | SdCardImage,
+        *,
+        results: Path,
+        snapshots: SnapshotStore,
+        login: Login | None,
+        timeout_factor: float = 1.0,
+        cold_boot: bool = False,
+        extra_append: str = "",
+        guest_port: int = 80,
+        label: str | None = None,
+    ) -> None:
         if machine not in MACHINES:
             raise TargetError(f"unknown QEMU machine {machine!r} (known: {', '.join(MACHINES)})")
         self.machine = MACHINES[machine]
+        if isinstance(image, SdCardImage) and self.machine.drive_interface != "sd":
+            raise TargetError(
+                f"{image.path} is an SD card image; machine {machine} has no SD "
+                "card slot (fix: --thunder-target=rpi3)"
+            )
         self.name = label or machine
         self.image = image
         self._results = results
@@ -55,6 +74,7 @@ class QemuTarget(Target):
         self._process: QemuProcess | None = None
         self._qmp: Qmp | None = None
         self._console: Console | None = None
+        self._files: FileTransfer | None = None
         self.restored = False
         self.timings: dict[str, float] = {}
 
@@ -63,6 +83,15 @@ class QemuTarget(Target):
         if self._console is None:
             raise TargetError(f"target {self.name} is not started")
         return self._console
+
+    @property
+    def files(self) -> FileTransfer:
+        """Over HTTP from the host's loopback (10.0.2.2 in the guest), else the console."""
+        if self._files is None:
+            self._files = FileTransfer(
+                self.console, QEMU_USER_NETWORK, name=self.name, timeout_factor=self._factor
+            )
+        return self._files
 
     @property
     def jsonrpc_url(self) -> str | None:
@@ -76,8 +105,9 @@ class QemuTarget(Target):
 
     @property
     def snapshot_key(self) -> SnapshotKey:
-        return SnapshotKey(self.image.sha256 if self.image else "", self.machine.name,
-                           qemu_version(), self._append)
+        return SnapshotKey(
+            self.image.sha256 if self.image else "", self.machine.name, qemu_version(), self._append
+        )
 
     def start(self) -> None:
         try:
@@ -100,32 +130,55 @@ class QemuTarget(Target):
 
     def _boot(self, allow_restore: bool = True) -> None:
         if self.machine.needs_dtb and (self.image is None or self.image.dtb is None):
-            raise TargetError(f"machine {self.machine.name} needs a device tree (.dtb) but image "
-                              f"{self.image.directory if self.image else '?'} has none")
+            raise TargetError(
+                f"machine {self.machine.name} needs a device tree (.dtb) but image "
+                f"{self.image.directory if self.image else '?'} has none"
+            )
         started = time.monotonic()
         self._results.mkdir(parents=True, exist_ok=True)
         self._rundir = make_rundir()
         key = self.snapshot_key
         state = self._rundir / "state.qcow2"
-        self.restored = (allow_restore and not self._cold_boot
-                         and self._snapshots.checkout(key, state))
-        if not self.restored:
+        self.restored = (
+            allow_restore and not self._cold_boot and self._snapshots.checkout(key, state)
+        )
+        sdcard = self.image if isinstance(self.image, SdCardImage) else None
+        if sdcard is not None:
+            # The card is an overlay of the vendor's image: it is the state drive too.
+            if self.restored:
+                sdcard.adopt_card(state)
+            else:
+                sdcard.create_card(state)
+        elif not self.restored:
             create_state_file(state)
         self._host_port = free_port()
         netdev = user_netdev(self._host_port, self._guest_port)
         assert self.image is not None
-        argv = build_argv(self.machine, kernel=self.image.kernel, initrd=self.image.initrd,
-                          dtb=self.image.dtb, append=self._append, rundir=self._rundir,
-                          drive=state, netdev=netdev,
-                          loadvm=SNAPSHOT_TAG if self.restored else None)
+        argv = build_argv(
+            self.machine,
+            kernel=self.image.kernel,
+            initrd=self.image.initrd,
+            dtb=self.image.dtb,
+            append=self._append,
+            rundir=self._rundir,
+            drive=state,
+            netdev=netdev,
+            loadvm=SNAPSHOT_TAG if self.restored else None,
+            console_serial=sdcard.console_serial if sdcard else 0,
+            gdb_socket=self._rundir / "gdb.sock" if sdcard else None,
+        )
         self._process = QemuProcess(argv, self.qemu_log)
         self._qmp = Qmp(f"qemu-{self.name}")
         self._wait_for_socket(self._rundir / "qmp.sock")
         self._qmp.connect(self._rundir / "qmp.sock", self._timeout(10))
         spawn = connect_unix_socket(self._rundir / "console.sock", self._timeout(10))
         transcript = Transcript(self._results / f"console-{self.name}.log")
-        self._console = Console(spawn, transcript, name=self.name, login=self._login,
-                                timeout_factor=self._factor)
+        self._console = Console(
+            spawn, transcript, name=self.name, login=self._login, timeout_factor=self._factor
+        )
+        if sdcard is not None and self.restored:
+            # Before the guest runs: loadvm leaves the card where a reset put it.
+            reattach_sd_card(self._rundir / "gdb.sock", self._timeout(10))
         self._qmp.execute("cont")
         try:
             if self.restored:
@@ -171,8 +224,12 @@ class QemuTarget(Target):
             if address is None:
                 return True
             dump = self._qmp.hmp(f"xp /8wx {address:#x}")
-            words = [int(word, 16) for line in dump.splitlines() if ":" in line
-                     for word in line.split(":", 1)[1].split()]
+            words = [
+                int(word, 16)
+                for line in dump.splitlines()
+                if ":" in line
+                for word in line.split(":", 1)[1].split()
+            ]
             if len(words) == 8 and not any(words):
                 return True
             self._qmp.execute("cont")
@@ -186,31 +243,40 @@ class QemuTarget(Target):
     def _hot_add_nic(self, netdev: str) -> None:
         assert self._qmp is not None
         self._qmp.hmp(f"netdev_add {netdev}")
-        self._qmp.execute("device_add", {"driver": self.machine.nic, "netdev": "net0",
-                                         "id": "nic0"})
+        self._qmp.execute(
+            "device_add", {"driver": self.machine.nic, "netdev": "net0", "id": "nic0"}
+        )
 
     def _wait_for_socket(self, path: Path) -> None:
         deadline = time.monotonic() + self._timeout(10)
         while not path.exists():
             assert self._process is not None
             if self._process.exited() is not None:
-                raise TargetError(f"QEMU exited at start (code {self._process.exited()}):\n"
-                                  f"{self._process.log_tail()}\n(log: {self.qemu_log})")
+                raise TargetError(
+                    f"QEMU exited at start (code {self._process.exited()}):\n"
+                    f"{self._process.log_tail()}\n(log: {self.qemu_log})"
+                )
             if time.monotonic() > deadline:
-                raise TargetError(f"QEMU did not create {path} within {self._timeout(10):.0f} s "
-                                  f"(log: {self.qemu_log})")
+                raise TargetError(
+                    f"QEMU did not create {path} within {self._timeout(10):.0f} s "
+                    f"(log: {self.qemu_log})"
+                )
             time.sleep(0.01)
 
     def _boot_failure(self, error: ConsoleError) -> str:
         what = "restore of the saved state" if self.restored else "boot"
         process = self._process
         if process is not None and process.exited() is not None:
-            return (f"QEMU exited during {what} of {self.name} (code {process.exited()}):\n"
-                    f"{process.log_tail()}\n(QEMU log: {self.qemu_log})")
+            return (
+                f"QEMU exited during {what} of {self.name} (code {process.exited()}):\n"
+                f"{process.log_tail()}\n(QEMU log: {self.qemu_log})"
+            )
         tail = self._console.tail(30) if self._console else ""
         if "Kernel panic" in tail:
-            return (f"the guest kernel panicked during {what} of {self.name}:\n{tail}\n"
-                    f"(console log: {self._console.transcript_path if self._console else '?'})")
+            return (
+                f"the guest kernel panicked during {what} of {self.name}:\n{tail}\n"
+                f"(console log: {self._console.transcript_path if self._console else '?'})"
+            )
         return f"{what} of {self.name} failed: {error}"
 
     def _timeout(self, seconds: float) -> float:
@@ -231,6 +297,7 @@ class QemuTarget(Target):
             with contextlib.suppress(Exception):
                 self._console.close()
             self._console = None
+        self._files = None
         if self._rundir is not None:
             shutil.rmtree(self._rundir, ignore_errors=True)
             self._rundir = None
@@ -238,7 +305,15 @@ class QemuTarget(Target):
 
     def properties(self) -> dict[str, str]:
         facts = super().properties()
-        facts.update({"qemu.machine": " ".join(self.machine.args), "qemu.version": qemu_version(),
-                      "qemu.append": self._append,
-                      "boot": "snapshot restore" if self.restored else "cold boot"})
+        facts.update(
+            {
+                "qemu.machine": " ".join(self.machine.args),
+                "qemu.version": qemu_version(),
+                "qemu.append": self._append,
+                "boot": "snapshot restore" if self.restored else "cold boot",
+            }
+        )
+        if isinstance(self.image, SdCardImage):
+            facts["image"] = str(self.image.path)
+            facts["image.boot_files"] = str(self.image.directory)
         return facts

@@ -29,7 +29,7 @@ class Machine:
     name: str
     args: tuple[str, ...]
     needs_dtb: bool
-    nic: str              # the -device that carries the user network
+    nic: str  # the -device that carries the user network
     nic_migratable: bool  # usb-net blocks savevm: hot-add it after a snapshot instead
     drive_interface: str  # where the snapshot-carrying qcow2 is attached
     # Physical address of interrupt-pending registers that QEMU does not migrate (see qemu.py).
@@ -38,18 +38,33 @@ class Machine:
 
 MACHINES: dict[str, Machine] = {
     # Single-threaded TCG: raspi3b's 4 vCPUs under MTTCG booted in 12-34 s here, 4-7 s without.
-    "rpi3": Machine("rpi3", ("-M", "raspi3b", "-accel", "tcg,thread=single"), True,
-                    "usb-net", False, "sd", pending_irq_registers=0x40000060),
-    "virt": Machine("virt", ("-M", "virt", "-cpu", "cortex-a53", "-m", "1G"), False,
-                    "virtio-net-device", True, "none"),
+    "rpi3": Machine(
+        "rpi3",
+        ("-M", "raspi3b", "-accel", "tcg,thread=single"),
+        True,
+        "usb-net",
+        False,
+        "sd",
+        pending_irq_registers=0x40000060,
+    ),
+    "virt": Machine(
+        "virt",
+        ("-M", "virt", "-cpu", "cortex-a53", "-m", "1G"),
+        False,
+        "virtio-net-device",
+        True,
+        "none",
+    ),
 }
 
 
 def qemu_binary() -> str:
     path = shutil.which(QEMU)
     if path is None:
-        raise TargetError(f"{QEMU} is not installed (fix: apt-get install --no-install-recommends "
-                          "qemu-system-arm qemu-utils)")
+        raise TargetError(
+            f"{QEMU} is not installed (fix: apt-get install --no-install-recommends "
+            "qemu-system-arm qemu-utils)"
+        )
     return path
 
 
@@ -113,9 +128,14 @@ class QemuProcess:
         with open(log, "ab") as sink:
             sink.write(("$ " + " ".join(argv) + "\n").encode())
             sink.flush()
-            self._popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink,
-                                           stderr=subprocess.STDOUT, start_new_session=True,
-                                           preexec_fn=_die_with_parent)
+            self._popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         _LIVE.add(self)
 
     @property
@@ -151,14 +171,41 @@ def _kill_survivors() -> None:
         process.kill()
 
 
-def build_argv(machine: Machine, *, kernel: Path, initrd: Path, dtb: Path | None, append: str,
-               rundir: Path, drive: Path, netdev: str | None, loadvm: str | None) -> list[str]:
+def build_argv(
+    machine: Machine,
+    *,
+    kernel: Path,
+    initrd: Path | None,
+    dtb: Path | None,
+    append: str,
+    rundir: Path,
+    drive: Path,
+    netdev: str | None,
+    loadvm: str | None,
+    console_serial: int = 0,
+    gdb_socket: Path | None = None,
+) -> list[str]:
     """The whole QEMU command line: paused (-S) until the console is connected."""
-    argv = [qemu_binary(), *machine.args, "-nodefaults", "-display", "none", "-S",
-            "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
-            "-chardev", f"socket,id=console,path={rundir / 'console.sock'},server=on,wait=off",
-            "-serial", "chardev:console",
-            "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off"]
+    argv = [
+        qemu_binary(),
+        *machine.args,
+        "-nodefaults",
+        "-display",
+        "none",
+        "-S",
+        "-kernel",
+        str(kernel),
+        "-append",
+        append,
+        "-chardev",
+        f"socket,id=console,path={rundir / 'console.sock'},server=on,wait=off",
+    ]
+    # The console is -serial number `console_serial`: on raspi3b 0 is the PL011 (ttyAMA0), 1 the
+    # mini-UART (ttyS0/ttyS1); the serials before it stay unconnected.
+    argv += ["-serial", "null"] * console_serial + ["-serial", "chardev:console"]
+    argv += ["-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off"]
+    if initrd is not None:
+        argv += ["-initrd", str(initrd)]
     if dtb is not None and machine.needs_dtb:  # virt makes its own device tree
         argv += ["-dtb", str(dtb)]
     if machine.drive_interface == "sd":
@@ -167,6 +214,8 @@ def build_argv(machine: Machine, *, kernel: Path, initrd: Path, dtb: Path | None
         argv += ["-drive", f"if=none,id=state,format=qcow2,file={drive}"]
     if netdev is not None and machine.nic_migratable:
         argv += ["-netdev", netdev, "-device", f"{machine.nic},netdev=net0"]
+    if gdb_socket is not None:  # for register writes while paused (a restored SD card)
+        argv += ["-gdb", f"unix:{gdb_socket},server=on,wait=off"]
     if loadvm is not None:
         argv += ["-loadvm", loadvm]
     return argv
