@@ -22,6 +22,7 @@ from .parity_diff import ParityResult, html_diff, side_by_side
 from .scenario import SECTIONS, Scenario, ScenarioError, scenario_for
 from .settings import Settings
 from .targets.base import Target
+from .terminal import progress_printer
 from .thunder import ThunderClient
 
 Verify = Callable[[str], None]
@@ -218,9 +219,7 @@ def thunder_latency(
     thunder_results: Path,
 ) -> LatencyResult:
     """Start latency measured on the target, written into <results>/thunder-latency.json."""
-    from .plugin import _progress
-
-    say = _progress(pytestconfig)
+    say = progress_printer(pytestconfig)
     setup = BenchSetup(
         thunder_target.console,
         thunder_jsonrpc,
@@ -240,7 +239,10 @@ def thunder_latency(
         callsign=thunder_settings.callsign,
     )
     record = target_record(bench, facts)
-    path, svg, _ = merge_latency(thunder_results, record)
+    try:
+        path, svg, _ = merge_latency(thunder_results, record)
+    except ThunderContainerError as error:
+        pytest.fail(f"the latency figures could not be written: {error}", pytrace=False)
     return LatencyResult(record, path, svg)
 
 

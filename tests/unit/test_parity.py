@@ -1,0 +1,333 @@
+"""Parity: scenario files, the structural comparison, and whole runs against the reference Thunder.
+
+The runs use the reference Thunder daemon on this host (tests/reference) with its fake runc, so
+Local and Container hosts are real processes; a divergent "container" runs the host in a private
+mount namespace that hides the OCDM connector, as a bundle with a private /tmp would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.console_targets import make_console, shell_env, spawn
+
+from pytest_thunder_container.deploy import BundleSpec, ContainerDeployment
+from pytest_thunder_container.lifecycle import Leftovers
+from pytest_thunder_container.parity import run_parity
+from pytest_thunder_container.parity_diff import compare, side_by_side, structural_diff
+from pytest_thunder_container.probes import PluginHost
+from pytest_thunder_container.scenario import (
+    VOLATILE,
+    Exchange,
+    Problem,
+    ScenarioError,
+    Transcript,
+    default_scenarios,
+    load_scenario,
+    masked,
+    scenario_for,
+    values_at,
+)
+from pytest_thunder_container.thunder import HttpTransport, ThunderClient
+
+REFERENCE_TESTS = Path(__file__).resolve().parents[1] / "reference"
+GOOD = 'callsign = "Demo"\n[[call]]\nmethod = "Demo.1.list"\nsave = "list"\n'
+
+
+def write(tmp_path: Path, text: str, name: str = "scenario.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_package_scenario_covers_ocdm_as_documented() -> None:
+    scenario = default_scenarios()["OCDM"]
+    methods = [call.method for call in scenario.calls]
+    assert methods == [
+        "OCDM.1.drms",
+        "OCDM.1.keysystems@{drm}",
+        "OCDM.1.keysystems@NoSuchDrm",
+        "OCDM.1.systems",
+    ]
+    assert scenario.calls[1].foreach is not None and scenario.calls[1].foreach.saved == "drms"
+    assert scenario.calls[2].expect == "error"
+    assert scenario.cycles == 5
+    assert all(rule.reason for rule in scenario.volatile)
+    assert {rule.field for rule in scenario.volatile} == {"*.id", "*.remote"}
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("cycles = 2\n", "'callsign' must be"),
+        ("colour = 'red'\n" + GOOD, "unknown key(s) ['colour']; known"),
+        (GOOD.replace('save = "list"', 'expect = "maybe"'), "expect = 'maybe'"),
+        (
+            GOOD + '[[call]]\nmethod = "Demo.1.x@{n}"\nforeach = {saved = "nope", path = "*", '
+            'as = "n"}\n',
+            "loops over 'nope', which no earlier call saves",
+        ),
+        (
+            GOOD + '[[call]]\nmethod = "Demo.1.x"\nforeach = {saved = "list", path = "*", '
+            'as = "n"}\n',
+            "must use {n}",
+        ),
+        (GOOD + '[[volatile]]\nrequest = "Demo.1.list"\nfield = "*.id"\n', "a reason"),
+        (
+            GOOD + '[[volatile]]\nrequest = "x"\nfield = "y"\nreason = "z"\nwhen = "("\n',
+            "is not a regex",
+        ),
+        ("cycles = -1\n" + GOOD, "'cycles' must be a whole number"),
+        ("callsign = \n", "not valid TOML"),
+    ],
+)
+def test_a_bad_scenario_file_is_refused_naming_the_file(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert str(path) in str(raised.value)
+    assert said in str(raised.value)
+
+
+def test_a_missing_scenario_file_says_how_to_fix_it(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"can't read it.*--thunder-scenario"):
+        load_scenario(tmp_path / "absent.toml")
+
+
+def test_a_user_scenario_replaces_the_package_one_for_its_callsign(tmp_path: Path) -> None:
+    mine = write(tmp_path, 'callsign = "OCDM"\ncycles = 1\n')
+    demo = write(tmp_path, GOOD, "demo.toml")
+    assert scenario_for("OCDM", [mine, demo]).source == str(mine)  # type: ignore[union-attr]
+    assert scenario_for("Demo", [mine, demo]).calls[0].method == "Demo.1.list"  # type: ignore
+    assert scenario_for("OCDM", []).source.endswith("ocdm.toml")  # type: ignore[union-attr]
+    assert scenario_for("Nobody", [demo]) is None
+    with pytest.raises(ScenarioError, match="both for OCDM"):
+        scenario_for("OCDM", [mine, write(tmp_path, 'callsign = "OCDM"\n', "again.toml")])
+
+
+def test_only_the_documented_fields_are_masked() -> None:
+    links = {
+        "result": [
+            {"id": 7, "remote": "10.0.2.2:4711", "state": "COMRPC", "name": "OCDM"},
+            {"id": 9, "remote": "/tmp/communicator", "state": "COMRPC"},
+        ]
+    }
+    rules = default_scenarios()["OCDM"].volatile
+    out = masked(links, "Controller.1.links", rules)
+    assert [link["id"] for link in out["result"]] == [VOLATILE, VOLATILE]
+    # An address:port is volatile; a communicator path is compared.
+    assert [link["remote"] for link in out["result"]] == [VOLATILE, "/tmp/communicator"]
+    assert out["result"][0]["state"] == "COMRPC"
+    assert masked(links, "OCDM.1.drms", rules) == links
+    assert links["result"][0]["id"] == 7  # the recorded response is left as it came
+
+
+def test_values_at_walks_lists_and_keys() -> None:
+    drms = [{"name": "PlayReady"}, {"name": "Widevine"}, {"other": 1}]
+    assert [v for _, v in values_at(drms, "*.name")] == ["PlayReady", "Widevine"]
+    assert list(values_at(drms, "1.name")) == [("[1].name", "Widevine")]
+    assert list(values_at(None, "*.name")) == []
+
+
+def test_structural_diff_names_every_differing_place() -> None:
+    a = {"result": [{"name": "PlayReady", "n": 1}], "x": 1}
+    b = {"result": [{"name": "PlayReady", "n": 1.0}, {"name": "Extra"}], "y": "1"}
+    assert structural_diff(a, b) == [
+        ("result[1]", "<absent>", '{"name": "Extra"}'),
+        ("x", "1", "<absent>"),
+        ("y", "<absent>", '"1"'),
+    ]
+    assert structural_diff({"v": 1}, {"v": "1"}) == [("v", "1", '"1"')]
+    assert structural_diff({"v": True}, {"v": 1}) == [("v", "true", "1")]
+
+
+def exchange(section: str, request: str, response: dict[str, Any]) -> Exchange:
+    return Exchange(section, request, response, response)
+
+
+def transcript(mode: str, drms: dict[str, Any], problems: tuple[Problem, ...] = ()) -> Transcript:
+    return Transcript(
+        mode,
+        "OCDM",
+        "R5",
+        (
+            exchange("controller", "Controller.1.activate", {"result": None}),
+            exchange("methods", "OCDM.1.drms", drms),
+            exchange("cycles", "cycle 1: left behind", {"result": {"containers": [], "hosts": []}}),
+        ),
+        problems,
+    )
+
+
+def test_a_difference_fails_only_the_requirement_it_belongs_to() -> None:
+    scenario = default_scenarios()["OCDM"]
+    error = {"error": {"code": -31025, "message": "OCDM implementation unreachable"}}
+    result = compare(
+        scenario,
+        transcript("Local", {"result": [{"name": "PlayReady"}]}),
+        transcript("Container", error),
+    )
+    assert not result.verdict("TC-PAR-001")[0]
+    assert "OCDM.1.drms" in result.verdict("TC-PAR-001")[1]
+    assert result.verdict("TC-PAR-002")[0] and result.verdict("TC-PAR-003")[0]
+    text = side_by_side(result, "methods")
+    assert "!! OCDM.1.drms" in text
+    assert "-31025" in text and "PlayReady" in text
+
+
+def test_a_problem_in_both_modes_fails_although_the_modes_agree() -> None:
+    left = (Problem("cycles", "cycle 1: left behind", "runc still lists OCDM"),)
+    same = {"result": []}
+    result = compare(
+        default_scenarios()["OCDM"],
+        transcript("Local", same, left),
+        transcript("Container", same, left),
+    )
+    assert not result.differences
+    passed, message = result.verdict("TC-PAR-003")
+    assert not passed and "runc still lists OCDM" in message
+
+
+# ------------------------------------------------------------------ against the reference Thunder
+
+HIDING_RUNC = """import os, sys
+args = sys.argv[1:]
+if "exec" in args:
+    i = args.index("exec") + 2
+    while args[i] == "--env":
+        i += 2
+    args[i + 1:i + 1] = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c",
+                         'mount -t tmpfs tc-hide "$0" && exec "$@"', {hide!r}]
+os.execv(sys.executable, [sys.executable, {fake!r}, *args])
+"""
+
+
+@pytest.fixture
+def reference() -> Iterator[Any]:
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("the reference plugin hosts need /usr/bin/python3 (their shebang)")
+    sys.path.insert(0, str(REFERENCE_TESTS))
+    try:
+        module = importlib.import_module("reference_daemon")
+    finally:
+        sys.path.remove(str(REFERENCE_TESTS))
+    factory = module.ReferenceFactory()
+    yield module, factory
+    factory.cleanup()
+
+
+def parity_on_reference(reference: Any, tmp_path: Path, api: str, *, hide: bool) -> Any:
+    module, factory = reference
+    thunder = factory.tree(api)
+    hidden = thunder.root / "hidden"
+    hidden.mkdir()
+    reference_settings = None
+    if hide:
+        runc = thunder.root / "hiding-runc.py"
+        runc.write_text(HIDING_RUNC.format(hide=str(hidden), fake=str(module.FAKE_RUNC)))
+        script = thunder.root / "hiding-runc"
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{runc}" "$@"\n')
+        script.chmod(0o755)
+        reference_settings = {"runc": str(script)}
+    factory.write_config(thunder, reference_settings)
+    factory.write_plugins(
+        thunder,
+        "Local",
+        configuration={
+            "connector": str(hidden / "ocdm"),
+            "root": {"mode": "Local"},
+            "systems": [{"name": "PlayReady", "designators": ["com.microsoft.playready"]}],
+        },
+    )
+    bundle = thunder.root / "volatile" / "OCDM" / "Container"
+    (bundle / "rootfs").mkdir(parents=True)
+    (bundle / "config.json").write_text(
+        json.dumps(
+            {
+                "ociVersion": "1.0.2",
+                "root": {"path": "rootfs"},
+                "process": {
+                    "args": ["sh"],
+                    "cwd": "/",
+                    "env": [
+                        "COMMUNICATOR_CONNECTOR=$COMMUNICATOR_CONNECTOR",
+                        "MESSAGE_DISPATCHER_CONFIG=$MESSAGE_DISPATCHER_CONFIG",
+                    ],
+                },
+            }
+        )
+    )
+    factory.start(thunder)
+    client = ThunderClient(HttpTransport(f"http://127.0.0.1:{thunder.port}/jsonrpc"))
+    client.wait_for_state("OCDM", "Activated", 20)
+    shell = make_console(spawn(["/bin/sh", "-i"], shell_env(tmp_path), tmp_path), tmp_path)
+    shell.attach(timeout=10)
+    deployment = ContainerDeployment(
+        shell, client, BundleSpec("OCDM", str(bundle), {}), results=tmp_path
+    )
+    deployment.original_configuration = client.configuration("OCDM")
+    fake_runc = thunder.root / "fake-runc"
+
+    def leftovers() -> Leftovers:
+        ids = [p.name[:-5] for p in fake_runc.iterdir() if p.name == "OCDM.json"]
+        hosts = module.processes_with_argument(thunder.communicator)
+        return Leftovers(tuple(ids), tuple(PluginHost(pid, "ThunderPlugin", ()) for pid in hosts))
+
+    scenario = dataclasses.replace(default_scenarios()["OCDM"], cycles=2)
+    try:
+        return run_parity(
+            scenario, deployment, client, leftovers=leftovers, results=tmp_path / "results"
+        )
+    finally:
+        shell.close()
+
+
+@pytest.mark.parametrize("api", ["R5", "R4.4"])
+def test_parity_holds_on_the_reference_thunder(reference: Any, tmp_path: Path, api: str) -> None:
+    result = parity_on_reference(reference, tmp_path, api, hide=False)
+    for requirement in ("TC-PAR-001", "TC-PAR-002", "TC-PAR-003"):
+        passed, message = result.verdict(requirement)
+        assert passed, message
+    requests = [e.request for e in result.container.exchanges]
+    assert "OCDM.1.keysystems@PlayReady" in requests
+    assert ("OCDM.1.systems" in requests) == (api == "R5")
+    assert requests.count("cycle 2: state after deactivate") == 1
+    kept = tmp_path / "results" / "parity"
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "OCDM-container.json",
+        "OCDM-diff.html",
+        "OCDM-diff.txt",
+        "OCDM-local.json",
+    ]
+    assert json.loads((kept / "OCDM-container.json").read_text())["mode"] == "Container"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="hiding the connector needs root and unshare -m",
+)
+def test_a_container_that_hides_the_connector_fails_method_parity(
+    reference: Any, tmp_path: Path
+) -> None:
+    result = parity_on_reference(reference, tmp_path, "R5", hide=True)
+    passed, message = result.verdict("TC-PAR-001")
+    assert not passed
+    assert "OCDM.1.drms" in message
+    drms = {d.path: d for d in result.differences if d.request == "OCDM.1.drms"}
+    assert set(drms) == {"result", "error"}
+    assert drms["result"].container == drms["error"].local == "<absent>"
+    assert "unreachable" in drms["error"].container
+    assert result.verdict("TC-PAR-003")[0], result.verdict("TC-PAR-003")[1]
+    diff = (tmp_path / "results" / "parity" / "OCDM-diff.txt").read_text()
+    assert "!! OCDM.1.drms" in diff
