@@ -41,8 +41,11 @@ class Assessment:
 
     def failing(self, level: str | None = None) -> set[str]:
         """IDs whose static findings or runtime verdict fail (optionally of one level)."""
-        ids = {rid for rid, findings in self.static.items()
-               if any(level in (None, f.level) for f in findings)}
+        ids = {
+            rid
+            for rid, findings in self.static.items()
+            if any(level in (None, f.level) for f in findings)
+        }
         ids |= {rid for rid, verdict in self.runtime.items() if verdict.outcome == "fail"}
         return ids
 
@@ -56,12 +59,15 @@ def thunder_environment(shell: Shell, callsign: str) -> ThunderEnvironment:
     environ = shell.run(f"tr '\\000' '\\n' < /proc/{host.pid}/environ").stdout
     variables = dict(line.split("=", 1) for line in environ.splitlines() if "=" in line)
     wanted = ("COMMUNICATOR_CONNECTOR", "MESSAGE_DISPATCHER_CONFIG")
-    return ThunderEnvironment(host.option("-r") or DEFAULT_COMMUNICATOR,
-                              {k: variables[k] for k in wanted if k in variables})
+    return ThunderEnvironment(
+        host.option("-r") or DEFAULT_COMMUNICATOR,
+        {k: variables[k] for k in wanted if k in variables},
+    )
 
 
-def static_findings(config: dict[str, Any], *, dialect: str | None, arch: str,
-                    communicator: str) -> dict[str, list[Finding]]:
+def static_findings(
+    config: dict[str, Any], *, dialect: str | None, arch: str, communicator: str
+) -> dict[str, list[Finding]]:
     """Every static rule on one config, by requirement ID (an empty list is a pass)."""
     ctx = LintContext.create(dialect=dialect, arch=arch, communicator=communicator)
     results: dict[str, list[Finding]] = {}
@@ -73,8 +79,15 @@ def static_findings(config: dict[str, Any], *, dialect: str | None, arch: str,
     return results
 
 
-def assess_container(deployment: ContainerDeployment, thunder: ThunderClient, shell: Shell, *,
-                     arch: str, connector: str, results: Path | None = None) -> Assessment:
+def assess_container(
+    deployment: ContainerDeployment,
+    thunder: ThunderClient,
+    shell: Shell,
+    *,
+    arch: str,
+    connector: str,
+    results: Path | None = None,
+) -> Assessment:
     """Activate in Container mode, observe the host, and judge every static and runtime ID."""
     callsign = deployment.callsign
     activation_error: str | None = None
@@ -86,14 +99,26 @@ def assess_container(deployment: ContainerDeployment, thunder: ThunderClient, sh
     observation = observe(shell, callsign, connector=connector)
     links = _guarded(thunder.links) or []
     context = RuntimeContext(
-        callsign=callsign, bundle=deployment.bundle, config=deployment.config,
-        dialect=thunder.dialect, state=state, activation_error=activation_error,
-        links=links, plugin_call=_probe_call(thunder, callsign), connector=connector)
+        callsign=callsign,
+        bundle=deployment.bundle,
+        config=deployment.config,
+        dialect=thunder.dialect,
+        state=state,
+        activation_error=activation_error,
+        links=links,
+        plugin_call=_probe_call(thunder, callsign),
+        connector=connector,
+    )
     assessment = Assessment(
-        callsign, deployment.config,
-        static_findings(deployment.config, dialect=thunder.dialect, arch=arch,
-                        communicator=connector),
-        evaluate(observation, context), observation, context)
+        callsign,
+        deployment.config,
+        static_findings(
+            deployment.config, dialect=thunder.dialect, arch=arch, communicator=connector
+        ),
+        evaluate(observation, context),
+        observation,
+        context,
+    )
     if results is not None:
         _keep(assessment, results)
     return assessment
@@ -120,7 +145,13 @@ def _keep(assessment: Assessment, results: Path) -> None:
     """The raw observation next to the report: evidence survives whatever the tests decide."""
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"observation-{assessment.callsign}.json"
-    path.write_text(json.dumps({"observation": observation_to_dict(assessment.observation),
-                                "links": assessment.context.links,
-                                "activation_error": assessment.context.activation_error},
-                               indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "observation": observation_to_dict(assessment.observation),
+                "links": assessment.context.links,
+                "activation_error": assessment.context.activation_error,
+            },
+            indent=1,
+        )
+    )

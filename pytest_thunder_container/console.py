@@ -175,7 +175,7 @@ class Console:
             )
         end = re.compile(rb"tc-E" + re.escape(tag.encode()) + rb":(\d+)\r*\n")
         if self._pending:
-            self.resync()
+            self.resync(_RECOVERY_TIMEOUT)
         started = time.monotonic()
         self._pending = True
         self._send(line)

@@ -15,9 +15,9 @@ from .shell import Shell
 from .thunder import ThunderClient
 
 DEFAULT_BUNDLE_DIR = "/usr/share/Thunder/{callsign}/Container"
-ACTIVATION_TIMEOUT = 120.0   # a container start is runc create + exec + a host announce
+ACTIVATION_TIMEOUT = 120.0  # a container start is runc create + exec + a host announce
 SWITCH_TIMEOUT = 60.0
-RUNC = "/usr/bin/runc"       # real Thunder calls runc by this path
+RUNC = "/usr/bin/runc"  # real Thunder calls runc by this path
 
 # Copies the target's own root (as the tutorial's rootfs.tar would hold it) into $1, leaving out
 # the bundle itself ($2) and the contents of other file systems mounted directly under /.
@@ -51,7 +51,7 @@ class BundleSpec:
     callsign: str
     directory: str
     config: dict[str, Any]
-    rootfs_tar: Path | None = None   # None: a copy of the target's own root
+    rootfs_tar: Path | None = None  # None: a copy of the target's own root
 
     @staticmethod
     def default_directory(callsign: str) -> str:
@@ -61,8 +61,9 @@ class BundleSpec:
 class ContainerDeployment:
     """A plugin's container bundle on a target, and the plugin's mode switched through Thunder."""
 
-    def __init__(self, shell: Shell, thunder: ThunderClient, spec: BundleSpec, *,
-                 results: Path) -> None:
+    def __init__(
+        self, shell: Shell, thunder: ThunderClient, spec: BundleSpec, *, results: Path
+    ) -> None:
         self.shell = shell
         self.thunder = thunder
         self.spec = spec
@@ -72,8 +73,8 @@ class ContainerDeployment:
         self.original_state: str | None = None
         self._placed = False
         self._written = 0
-        self._created = spec.directory   # the topmost directory this deployment made
-        self._backup: str | None = None   # a bundle that was there before, moved aside
+        self._created = spec.directory  # the topmost directory this deployment made
+        self._backup: str | None = None  # a bundle that was there before, moved aside
 
     @property
     def callsign(self) -> str:
@@ -137,8 +138,9 @@ class ContainerDeployment:
         try:
             self.thunder.set_configuration(self.callsign, self.mode_configuration(mode))
         except ThunderContainerError as error:
-            raise DeployError(f"Thunder refused root.mode={mode} for {self.callsign}: "
-                              f"{error}") from error
+            raise DeployError(
+                f"Thunder refused root.mode={mode} for {self.callsign}: {error}"
+            ) from error
         self.activate(timeout)
 
     def restore(self) -> None:
@@ -168,21 +170,26 @@ class ContainerDeployment:
     def _preflight(self) -> None:
         q = shlex.quote
         if self.shell.run(f"[ -x {RUNC} ]").returncode != 0:
-            raise DeployError(f"the target has no {RUNC}: Thunder starts containers with it "
-                              "(fix: add runc to the image)")
+            raise DeployError(
+                f"the target has no {RUNC}: Thunder starts containers with it "
+                "(fix: add runc to the image)"
+            )
         parent = self.bundle.rsplit("/", 1)[0] or "/"
         if self.shell.run(f"[ -e {q(self.bundle)} ]").returncode == 0:
             # The image's own bundle is kept aside and put back by restore().
             self._backup = f"{self.bundle}.thunder-container-backup"
             self.shell.check(f"rm -rf {q(self._backup)} && mv {q(self.bundle)} {q(self._backup)}")
-        top = self.shell.run(f'd={q(self.bundle)}; t=$d; while [ ! -e "$d" ]; do t=$d; '
-                             'd=${d%/*}; done; echo "$t"').stdout.strip()
+        top = self.shell.run(
+            f'd={q(self.bundle)}; t=$d; while [ ! -e "$d" ]; do t=$d; d=${{d%/*}}; done; echo "$t"'
+        ).stdout.strip()
         self._created = top or self.bundle
         made = self.shell.run(f"mkdir -p {q(self.bundle)} && [ -w {q(parent)} ]")
         if made.returncode != 0:
-            raise DeployError(f"can't create the bundle directory {self.bundle} on the target: "
-                              f"{made.stdout} (fix: --thunder-bundle-dir=<a writable path on "
-                              "Thunder's search path, e.g. /tmp/<callsign>/Container>)")
+            raise DeployError(
+                f"can't create the bundle directory {self.bundle} on the target: "
+                f"{made.stdout} (fix: --thunder-bundle-dir=<a writable path on "
+                "Thunder's search path, e.g. /tmp/<callsign>/Container>)"
+            )
 
     def _place_rootfs(self) -> None:
         q = shlex.quote
@@ -190,8 +197,10 @@ class ContainerDeployment:
         if self.spec.rootfs_tar is not None:
             tar = f"{self.bundle}/rootfs.tar"
             self.shell.put(self.spec.rootfs_tar.read_bytes(), tar)
-            command = f"(mkdir -p {q(rootfs)} && tar -xf {q(tar)} -C {q(rootfs)}; r=$?; " \
-                      f"rm -f {q(tar)}; exit $r)"
+            command = (
+                f"(mkdir -p {q(rootfs)} && tar -xf {q(tar)} -C {q(rootfs)}; r=$?; "
+                f"rm -f {q(tar)}; exit $r)"
+            )
         else:
             self._check_space(rootfs)
             command = f"{COPY_ROOT}\ntc_copy_root {q(rootfs)} {q(self.bundle)}"
@@ -201,13 +210,17 @@ class ContainerDeployment:
 
     def _check_space(self, rootfs: str) -> None:
         q = shlex.quote
-        probe = self.shell.run(f"df -k {q(self.bundle)} | awk 'NR==2 {{print $4}}'; "
-                               "du -skx / 2>/dev/null | awk '{print $1}'")
+        probe = self.shell.run(
+            f"df -k {q(self.bundle)} | awk 'NR==2 {{print $4}}'; "
+            "du -skx / 2>/dev/null | awk '{print $1}'"
+        )
         numbers = [int(x) for x in probe.stdout.split() if x.isdigit()]
         if len(numbers) == 2 and numbers[0] < numbers[1]:
-            raise DeployError(f"not enough space for {rootfs}: {numbers[0]} KiB free, the root "
-                              f"needs about {numbers[1]} KiB (fix: --thunder-rootfs=<smaller "
-                              "rootfs.tar> or --thunder-bundle-dir on a bigger file system)")
+            raise DeployError(
+                f"not enough space for {rootfs}: {numbers[0]} KiB free, the root "
+                f"needs about {numbers[1]} KiB (fix: --thunder-rootfs=<smaller "
+                "rootfs.tar> or --thunder-bundle-dir on a bigger file system)"
+            )
 
 
 def runc_containers(shell: Shell) -> list[str]:

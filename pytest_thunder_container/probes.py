@@ -12,14 +12,25 @@ from .shell import Shell
 
 HOST_NAMES = ("ThunderPlugin", "WPEProcess")
 NAMESPACES = ("pid", "net", "ipc", "uts", "mnt", "cgroup", "user")
-MASKED_PATHS = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
-                "/sys/firmware", "/proc/acpi", "/proc/asound", "/proc/latency_stats",
-                "/proc/timer_stats", "/proc/scsi")
+MASKED_PATHS = (
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/latency_stats",
+    "/proc/timer_stats",
+    "/proc/scsi",
+)
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 # A file under each read-only path that root may open for writing where the mount allows it
 # (directories can't be opened for writing; read-only files would say EACCES, not EROFS).
-READONLY_WRITE_TARGETS = {"/proc/sys": "/proc/sys/kernel/hostname",
-                          "/proc/sysrq-trigger": "/proc/sysrq-trigger"}
+READONLY_WRITE_TARGETS = {
+    "/proc/sys": "/proc/sys/kernel/hostname",
+    "/proc/sysrq-trigger": "/proc/sysrq-trigger",
+}
 SECTION = "@@tc-section "
 # Opening for writing without writing anything (`: > f`) proves a mount is read-only (EROFS) and
 # changes nothing when it is not: no kernel setting is ever written by a probe.
@@ -46,7 +57,7 @@ class PluginHost:
 class Probe:
     """One command run on the target and what it printed: the evidence of a check."""
 
-    where: str        # "target" or "container"
+    where: str  # "target" or "container"
     command: str
     returncode: int
     sections: dict[str, str]
@@ -75,12 +86,15 @@ def observation_to_dict(observation: Observation) -> dict[str, Any]:
 
 def observation_from_dict(data: dict[str, Any]) -> Observation:
     host = data.get("host")
-    probes = {where: (Probe(**data[where]) if data.get(where) else None)
-              for where in ("outside", "inside")}
+    probes = {
+        where: (Probe(**data[where]) if data.get(where) else None)
+        for where in ("outside", "inside")
+    }
     return Observation(
         callsign=data["callsign"],
         host=PluginHost(host["pid"], host["name"], tuple(host["argv"])) if host else None,
-        outside=probes["outside"], inside=probes["inside"],
+        outside=probes["outside"],
+        inside=probes["inside"],
         tmp_probe_seen_outside=data.get("tmp_probe_seen_outside"),
         notes=tuple(data.get("notes", ())),
     )
@@ -95,7 +109,7 @@ def split_sections(output: str) -> dict[str, str]:
         if line.startswith(SECTION):
             if name is not None:
                 sections[name] = "\n".join(lines)
-            name, lines = line[len(SECTION):].strip(), []
+            name, lines = line[len(SECTION) :].strip(), []
         elif name is not None:
             lines.append(line)
     if name is not None:
@@ -106,10 +120,12 @@ def split_sections(output: str) -> dict[str, str]:
 def find_plugin_hosts(shell: Shell, callsign: str) -> list[PluginHost]:
     """Every plugin host whose argv says `-C <callsign>` (found by name, as real Thunder's are)."""
     names = "|".join(HOST_NAMES)
-    script = (f"for f in $(grep -l -x -E '{names}' /proc/[0-9]*/comm 2>/dev/null); do "
-              'd=${f%/comm}; n=$(cat "$f" 2>/dev/null) || continue; '
-              'a=$(tr "\\000" "\\037" < "$d/cmdline" 2>/dev/null) || continue; '
-              'printf "%s\\t%s\\t%s\\n" "${d#/proc/}" "$n" "$a"; done')
+    script = (
+        f"for f in $(grep -l -x -E '{names}' /proc/[0-9]*/comm 2>/dev/null); do "
+        'd=${f%/comm}; n=$(cat "$f" 2>/dev/null) || continue; '
+        'a=$(tr "\\000" "\\037" < "$d/cmdline" 2>/dev/null) || continue; '
+        'printf "%s\\t%s\\t%s\\n" "${d#/proc/}" "$n" "$a"; done'
+    )
     result = shell.run(script)
     hosts = []
     for line in result.stdout.splitlines():
@@ -135,17 +151,28 @@ def outside_script(pid: int, container_id: str) -> str:
         _section("ns"),
         f'for n in {" ".join(NAMESPACES)}; do echo "$n $(readlink /proc/1/ns/$n) '
         f'$(readlink {proc}/ns/$n)"; done',
-        _section("status"), f"cat {proc}/status",
-        _section("limits"), f"cat {proc}/limits",
-        _section("environ"), f"tr '\\000' '\\n' < {proc}/environ",
-        _section("cmdline"), f"tr '\\000' '\\n' < {proc}/cmdline",
-        _section("fds"), f"ls -l {proc}/fd 2>/dev/null",
-        _section("net-unix"), f"cat {proc}/net/unix",
-        _section("mountinfo"), f"cat {proc}/mountinfo",
-        _section("runc-state"), f"runc state {q(container_id)} 2>&1; echo",
-        _section("runc-ps"), f"runc ps --format json {q(container_id)} 2>&1; echo",
-        _section("target-hostname"), "hostname",
-        _section("target-exists"), f"for p in {exists}; do [ -e \"$p\" ] && echo \"$p\"; done",
+        _section("status"),
+        f"cat {proc}/status",
+        _section("limits"),
+        f"cat {proc}/limits",
+        _section("environ"),
+        f"tr '\\000' '\\n' < {proc}/environ",
+        _section("cmdline"),
+        f"tr '\\000' '\\n' < {proc}/cmdline",
+        _section("fds"),
+        f"ls -l {proc}/fd 2>/dev/null",
+        _section("net-unix"),
+        f"cat {proc}/net/unix",
+        _section("mountinfo"),
+        f"cat {proc}/mountinfo",
+        _section("runc-state"),
+        f"runc state {q(container_id)} 2>&1; echo",
+        _section("runc-ps"),
+        f"runc ps --format json {q(container_id)} 2>&1; echo",
+        _section("target-hostname"),
+        "hostname",
+        _section("target-exists"),
+        f'for p in {exists}; do [ -e "$p" ] && echo "$p"; done',
         _section("end"),
     ]
     return "; ".join(parts)
@@ -158,7 +185,8 @@ def inside_script(token: str, connector: str) -> str:
     writable = " ".join(q(p) for p in READONLY_WRITE_TARGETS.values())
     probe = f"/.tc-probe-{token}"
     parts = [
-        _section("hostname"), "hostname",
+        _section("hostname"),
+        "hostname",
         _section("masked"),
         f'for p in {masked}; do if [ -e "$p" ]; then '
         'echo "$p|$(stat -c "%F|%t,%T" "$p" 2>&1)|$(head -c 64 "$p" 2>/dev/null | wc -c)|'
@@ -167,36 +195,51 @@ def inside_script(token: str, connector: str) -> str:
         f'for p in {writable}; do if [ -e "$p" ]; then '
         'm=$( ( : > "$p" ) 2>&1); echo "$p|$?|$m"; else echo "$p|absent"; fi; done',
         _section("root-write"),
-        f"m=$( ( : > {probe} ) 2>&1); echo \"$?|$m\"; rm -f {probe} 2>/dev/null",
+        f'm=$( ( : > {probe} ) 2>&1); echo "$?|$m"; rm -f {probe} 2>/dev/null',
         _section("tmp-write"),
-        f"m=$( ( : > /tmp/.tc-probe-{token} ) 2>&1); echo \"$?|$m\"",
+        f'm=$( ( : > /tmp/.tc-probe-{token} ) 2>&1); echo "$?|$m"',
         _section("sysfs-write"),
-        f"m=$( ( : > {WRITE_PROBES['sysfs']} ) 2>&1); echo \"$?|$m\"",
+        f'm=$( ( : > {WRITE_PROBES["sysfs"]} ) 2>&1); echo "$?|$m"',
         _section("cgroup-write"),
-        f"m=$( ( : > {WRITE_PROBES['cgroup']} ) 2>&1); echo \"$?|$m\"",
+        f'm=$( ( : > {WRITE_PROBES["cgroup"]} ) 2>&1); echo "$?|$m"',
         _section("communicator"),
         f"if [ -S {q(connector)} ]; then echo socket; elif [ -e {q(connector)} ]; then "
         f"echo not-a-socket; else echo absent; fi; ls -l {q(connector)} 2>&1",
-        _section("dispatcher"), "ls -A /tmp/MessageDispatcher 2>&1",
-        _section("mountinfo"), "cat /proc/self/mountinfo",
-        _section("dev"), "ls -l /dev",
+        _section("dispatcher"),
+        "ls -A /tmp/MessageDispatcher 2>&1",
+        _section("mountinfo"),
+        "cat /proc/self/mountinfo",
+        _section("dev"),
+        "ls -l /dev",
         _section("end"),
     ]
     return "; ".join(parts)
 
 
-def observe(shell: Shell, callsign: str, *, container_id: str | None = None,
-            connector: str = "/tmp/communicator", inside: bool = True,
-            timeout: float = 120.0) -> Observation:
+def observe(
+    shell: Shell,
+    callsign: str,
+    *,
+    container_id: str | None = None,
+    connector: str = "/tmp/communicator",
+    inside: bool = True,
+    timeout: float = 120.0,
+) -> Observation:
     """Find the host for `callsign` and read everything the checks need, in two round trips."""
     container = container_id or callsign
     hosts = find_plugin_hosts(shell, callsign)
     if not hosts:
-        return Observation(callsign, None, notes=(f"no ThunderPlugin/WPEProcess with -C "
-                                                  f"{callsign} runs on the target",))
+        return Observation(
+            callsign,
+            None,
+            notes=(f"no ThunderPlugin/WPEProcess with -C {callsign} runs on the target",),
+        )
     host = hosts[0]
-    notes = () if len(hosts) == 1 else (f"{len(hosts)} hosts for {callsign}: "
-                                        f"{[h.pid for h in hosts]}; observed {host.pid}",)
+    notes = (
+        ()
+        if len(hosts) == 1
+        else (f"{len(hosts)} hosts for {callsign}: {[h.pid for h in hosts]}; observed {host.pid}",)
+    )
     script = outside_script(host.pid, container)
     result = shell.run(script, timeout=timeout)
     outside = Probe("target", script, result.returncode, split_sections(result.stdout))

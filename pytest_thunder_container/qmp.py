@@ -24,14 +24,16 @@ class Qmp:
     def connect(self, socket_path: Path, timeout: float) -> None:
         self._run(self._client.connect(str(socket_path)), timeout, f"connect to {socket_path}")
 
-    def execute(self, command: str, arguments: dict[str, Any] | None = None, *,
-                timeout: float = 30.0) -> Any:
+    def execute(
+        self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float = 30.0
+    ) -> Any:
         return self._run(self._client.execute(command, arguments), timeout, command)
 
     def hmp(self, command_line: str, *, timeout: float = 60.0) -> str:
         """Run a human-monitor command (savevm has no QMP equivalent in QEMU 7.2)."""
-        output = self.execute("human-monitor-command", {"command-line": command_line},
-                              timeout=timeout)
+        output = self.execute(
+            "human-monitor-command", {"command-line": command_line}, timeout=timeout
+        )
         return str(output or "")
 
     def quit(self, timeout: float = 5.0) -> None:
@@ -54,7 +56,8 @@ class Qmp:
         try:
             return self._loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
         except TimeoutError as error:
-            raise TargetError(f"QMP '{what}' on {self._name} got no answer within "
-                              f"{timeout:.1f} s") from error
+            raise TargetError(
+                f"QMP '{what}' on {self._name} got no answer within {timeout:.1f} s"
+            ) from error
         except (QMPError, OSError, EOFError) as error:
             raise TargetError(f"QMP '{what}' on {self._name} failed: {error}") from error

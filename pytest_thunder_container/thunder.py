@@ -324,8 +324,15 @@ def _checked(callsign: str) -> str:
     return callsign
 
 
-def connect(url: str | None, shell: Any, *, port: int = 80, timeout_factor: float = 1.0,
-            wait: float = 60.0, network_grace: float = 20.0) -> ThunderClient:
+def connect(
+    url: str | None,
+    shell: Any,
+    *,
+    port: int = 80,
+    timeout_factor: float = 1.0,
+    wait: float = 60.0,
+    network_grace: float = 20.0,
+) -> ThunderClient:
     """A client that answers: over HTTP when `url` is reachable, else through the console.
 
     Thunder may still be starting and the target's network still coming up, so HTTP is tried
@@ -334,8 +341,13 @@ def connect(url: str | None, shell: Any, *, port: int = 80, timeout_factor: floa
     started = time.monotonic()
     deadline = started + wait * timeout_factor
     http_deadline = started + min(wait, network_grace) * timeout_factor
-    http = None if url is None else ThunderClient(
-        HttpTransport(url, timeout_factor=timeout_factor), timeout_factor=timeout_factor)
+    http = (
+        None
+        if url is None
+        else ThunderClient(
+            HttpTransport(url, timeout_factor=timeout_factor), timeout_factor=timeout_factor
+        )
+    )
     console = ThunderClient(ConsoleTransport(shell, port=port), timeout_factor=timeout_factor)
     last: ThunderContainerError | None = None
     while True:

@@ -27,8 +27,8 @@ def test_a_trivial_container_runs_and_its_exit_code_comes_back(thunder_shell: Co
         f"rm -rf {bundle} && mkdir -p {bundle}/rootfs/proc {bundle}/rootfs/dev "
         f"{bundle}/rootfs/sys {bundle}/rootfs/tmp {bundle}/rootfs/usr && cd {bundle} && "
         "cp -a /bin /lib rootfs/ && runc spec && "
-        "sed -i -e 's/\"terminal\": true/\"terminal\": false/' "
-        "-e 's/\"sh\"$/\"sh\", \"-c\", \"exit 7\"/' config.json"
+        'sed -i -e \'s/"terminal": true/"terminal": false/\' '
+        '-e \'s/"sh"$/"sh", "-c", "exit 7"/\' config.json'
     )
     result = thunder_shell.run(f"cd {bundle} && runc run tc-trivial-$$", timeout=60)
     assert result.returncode == 7, result.stdout

@@ -10,6 +10,14 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+
+@pytest.fixture(autouse=True)
+def _outside_any_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The inner sessions must not believe they are the outer run's xdist worker.
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 CATALOGUE = """
 [areas]
 NS = "Namespaces"
@@ -44,6 +52,7 @@ FACTS_CONFTEST = """
 import os
 import pytest
 from pytest_thunder_container.reporting import record_facts
+
 
 @pytest.fixture(scope="session", autouse=True)
 def fake_target(pytestconfig):

@@ -1,0 +1,72 @@
+"""Proof that the checks can fail: each broken bundle fails exactly the requirements it breaks.
+
+The good bundle (the tutorial's example adjusted for the target) is the baseline: its own
+SHOULD findings are subtracted, so each fault must add exactly its expected IDs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from broken_bundles import FAULTS, Fault, broken
+
+from pytest_thunder_container.assess import Assessment, assess_container, static_findings
+from pytest_thunder_container.deploy import ContainerDeployment
+from pytest_thunder_container.oci import adjust_for_thunder, tutorial_config
+from pytest_thunder_container.shell import Shell
+from pytest_thunder_container.thunder import ThunderClient
+
+CASES = [pytest.param(fault, id=fault.name) for fault in FAULTS]
+
+
+def _failing_static(config: dict[str, Any]) -> set[str]:
+    findings = static_findings(config, dialect="R5", arch="arm64", communicator="/tmp/communicator")
+    return {
+        rid for rid, found in findings.items() if any(f.level in ("MUST", "SHOULD") for f in found)
+    }
+
+
+def test_there_are_at_least_fifteen_distinct_faults() -> None:
+    assert len({fault.name for fault in FAULTS}) >= 15
+
+
+@pytest.mark.parametrize("fault", CASES)
+def test_static_rules_report_exactly_the_broken_requirements(fault: Fault) -> None:
+    good = adjust_for_thunder(tutorial_config(), dialect="R5")
+    added = _failing_static(broken(good, fault)) - _failing_static(good)
+    assert added == fault.static
+
+
+def _runtime_failing(assessment: Assessment) -> set[str]:
+    return {rid for rid, verdict in assessment.runtime.items() if verdict.outcome == "fail"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("fault", CASES)
+def test_runtime_checks_report_exactly_the_broken_requirements(
+    fault: Fault,
+    thunder_assessment: Assessment,
+    thunder_deployment: ContainerDeployment,
+    thunder_jsonrpc: ThunderClient,
+    thunder_shell: Shell,
+    thunder_results: Any,
+) -> None:
+    baseline = _runtime_failing(thunder_assessment)
+    thunder_deployment.deactivate()
+    thunder_deployment.write_config(broken(thunder_assessment.config, fault), label=fault.name)
+    try:
+        assessment = assess_container(
+            thunder_deployment,
+            thunder_jsonrpc,
+            thunder_shell,
+            arch="arm64",
+            connector=thunder_assessment.context.connector,
+            results=thunder_results / "broken" / fault.name,
+        )
+    finally:
+        thunder_deployment.deactivate()
+        thunder_deployment.write_config(thunder_assessment.config, label="good-again")
+    added = _runtime_failing(assessment) - baseline
+    detail = {rid: assessment.runtime[rid].message for rid in added ^ fault.runtime}
+    assert added == fault.runtime, detail
