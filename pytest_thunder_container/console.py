@@ -38,6 +38,7 @@ _MAX_COMMAND_BYTES = 4000  # a tty in canonical mode holds at most 4095 bytes of
 _UPLOAD_COMMAND_BYTES = 3072  # well under that, with room for the wrapper and the path
 _WRAPPER_BYTES = 128
 _QUIET = 1.5  # seconds of silence before poking the target with a newline
+_BOOT_QUIET = 15.0  # the same while a target boots: its own prompt is expected
 _SETTLE = 0.2  # seconds of silence after which the last text received is taken as a prompt
 _RECOVERY_TIMEOUT = 10.0
 _TRANSFER_RATE = 10_000  # bytes per second a slow serial line surely carries, for time budgets
@@ -146,9 +147,14 @@ class Console:
     def transcript_path(self) -> Path:
         return self._transcript.path
 
-    def attach(self, timeout: float = 60.0) -> None:
-        """From whatever state the console is in: log in if asked, then set the session up."""
-        self._establish(timeout, interrupt=False)
+    def attach(self, timeout: float = 60.0, *, booting: bool = False) -> None:
+        """From whatever state the console is in: log in if asked, then set the session up.
+
+        `booting`: the target was just started and will print a prompt by itself, so nothing is
+        sent until it has spoken and then been silent for long (bytes that reach a UART before
+        its driver starts can leave the line dead: seen on QEMU's raspi3b PL011).
+        """
+        self._establish(timeout, interrupt=False, booting=booting)
 
     def resync(self, timeout: float = 10.0) -> None:
         """Interrupt whatever runs and set the session up again (after a restore or a timeout)."""
@@ -259,10 +265,11 @@ class Console:
         self._seq += 1
         return f"{self._token}.{self._seq}"
 
-    def _establish(self, timeout: float, *, interrupt: bool) -> None:
+    def _establish(self, timeout: float, *, interrupt: bool, booting: bool = False) -> None:
         limit = timeout * self._factor
         deadline = time.monotonic() + limit
-        quiet = _QUIET * self._factor
+        quiet = (_BOOT_QUIET if booting else _QUIET) * self._factor
+        heard_at_start = self._received.count
         tag = self._next_tag()
         # One round trip: no echo (so busybox drops line editing and its escapes too), a prompt
         # no output can fake, no continuation prompt, no colours, and the kernel kept quiet.
@@ -332,9 +339,10 @@ class Console:
                     sent_password = True
             elif _SHELL_PROMPT.search(last_said):
                 self._send(probe_line)
-            elif silent >= quiet:
+            elif silent >= quiet and not (booting and self._received.count == heard_at_start):
                 # Long silence: poke with a newline; if that brought no prompt we know, the
-                # prompt is unusual: try the setup line itself.
+                # prompt is unusual: try the setup line itself. A booting target that has said
+                # nothing yet is never poked.
                 pokes += 1
                 self._send(b"\n" if pokes % 2 else probe_line)
             else:

@@ -186,7 +186,7 @@ class QemuTarget(Target):
                 # A restored guest whose timers don't fire answers the prompt but hangs in sleep.
                 self._console.check("sleep 0.1", timeout=10)
             else:
-                self._console.attach(timeout=BOOT_TIMEOUT)
+                self._console.attach(timeout=BOOT_TIMEOUT, booting=True)
         except ConsoleError as error:
             raise TargetError(self._boot_failure(error)) from error
         self.timings["to_prompt"] = time.monotonic() - started

@@ -486,3 +486,13 @@ def test_an_interrupted_command_is_cleaned_up_before_the_next(console: Console) 
     started = time.monotonic()
     assert console.run("echo after").stdout == "after"
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("booting", [True, False], ids=["booting", "attaching"])
+def test_a_booting_target_gets_no_bytes_before_it_speaks(tmp_path: Path, booting: bool) -> None:
+    # Bytes that reach a UART before its driver is up can kill the line (QEMU raspi3b PL011).
+    session = login_console(tmp_path, Login("root", PASSWORD), "--silent-first", "3", factor=1.0)
+    session.attach(timeout=20, booting=booting)
+    session.close()
+    early = b"EARLY-INPUT" in session.transcript_path.read_bytes()
+    assert early is not booting

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 import termios
+import time
 
 # What a UART picks up before the board prints anything sensible.
 GARBAGE = b"\x00\xff\xfe\xf0\x8a\x1b[2J\x1b[H\x03\x13 noise ~.. \xc3\x28\r\n"
@@ -47,7 +49,17 @@ def main() -> None:
     parser.add_argument("--wait-for-enter", action="store_true", help="silent until a newline")
     parser.add_argument("--no-password", action="store_true", help="never ask for a password")
     parser.add_argument("--shell", default="/bin/sh")
+    parser.add_argument(
+        "--silent-first",
+        type=float,
+        default=0.0,
+        help="say nothing for SECONDS (a booting board), then tell about input",
+    )
     args = parser.parse_args()
+    if args.silent_first:
+        time.sleep(args.silent_first)
+        if select.select([0], [], [], 0)[0]:
+            write("EARLY-INPUT: bytes arrived before the board said anything\n")
     if args.garbage:
         write(GARBAGE)
     if args.boot_log:
