@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from . import suite_fixtures
+from . import __version__, suite_fixtures
 from .console import Console
 from .errors import ThunderContainerError
-from .reporting import Reporting, add_options
+from .reporting import Reporting, add_options, record_facts
 from .settings import Settings, SettingsError, TargetSpec, check_settings, parse_targets, worker_id
-from .targets.base import Target
+from .targets.base import Target, system_facts
 from .terminal import progress_printer
 from .thunder import ThunderClient, connect
 
@@ -233,6 +233,10 @@ def thunder_target(
         except ThunderContainerError as error:
             pytest.exit(f"thunder: target {label} could not be started: {error}", returncode=3)
         say(f"[thunder] target {label} ready")
+        record_facts(
+            pytestconfig,
+            {**target.properties(), **system_facts(target.console), "harness": __version__},
+        )
         yield target
         target.stop()
 
@@ -243,15 +247,25 @@ def thunder_shell(thunder_target: Target) -> Console:
 
 
 @pytest.fixture(scope="session")
-def thunder_jsonrpc(thunder_target: Target, thunder_settings: Settings) -> ThunderClient:
+def thunder_jsonrpc(
+    pytestconfig: pytest.Config, thunder_target: Target, thunder_settings: Settings
+) -> ThunderClient:
     """A client of Thunder's Controller on the target (HTTP when reachable, else the console)."""
     url = thunder_settings.jsonrpc_url or thunder_target.jsonrpc_url
     try:
-        return connect(
+        client = connect(
             url,
             thunder_target.console,
             port=thunder_settings.guest_port,
             timeout_factor=thunder_settings.timeout_factor,
         )
+        facts = {
+            "target": thunder_target.name,
+            "thunder.dialect": client.dialect,
+            "thunder.version": client.version() or "unknown",
+            "thunder.jsonrpc": client.endpoint,
+        }
     except ThunderContainerError as error:
         pytest.exit(f"thunder: no Thunder on target {thunder_target.name}: {error}", returncode=3)
+    record_facts(pytestconfig, facts)
+    return client

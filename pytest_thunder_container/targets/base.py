@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ..shell import Shell
 from ..transfer import FileTransfer
 
 if TYPE_CHECKING:
@@ -62,3 +63,14 @@ class Target(ABC):
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def system_facts(shell: Shell) -> dict[str, str]:
+    """The kernel and runc versions of a target, in one cheap round trip."""
+    result = shell.run("uname -r; uname -m; runc --version 2>/dev/null | head -n 1")
+    lines = [*result.stdout.splitlines(), "", "", ""]
+    return {
+        "kernel": lines[0].strip(),
+        "arch": lines[1].strip(),
+        "runc": lines[2].removeprefix("runc version").strip() or "not found",
+    }
