@@ -71,9 +71,8 @@ class ContainerDeployment:
         self.config = spec.config
         self.original_configuration: dict[str, Any] | None = None
         self.original_state: str | None = None
-        self._placed = False
         self._written = 0
-        self._created = spec.directory  # the topmost directory this deployment made
+        self._created: str | None = None  # the topmost directory this deployment made
         self._backup: str | None = None  # a bundle that was there before, moved aside
 
     @property
@@ -86,10 +85,9 @@ class ContainerDeployment:
 
     def deploy(self) -> None:
         """Check the target, remember the plugin's configuration, place rootfs and config.json."""
-        self._preflight()
         self.original_configuration = self.thunder.configuration(self.callsign)
         self.original_state = self.thunder.state(self.callsign)
-        self._placed = True
+        self._preflight()
         self._place_rootfs()
         self.write_config(self.config, label="deployed")
 
@@ -144,26 +142,28 @@ class ContainerDeployment:
         self.activate(timeout)
 
     def restore(self) -> None:
-        """Put back the original configuration and state and remove what was placed."""
-        if not self._placed:
-            return
+        """Put back the original configuration and state and remove what was placed; safe to
+        call after a deploy that failed half-way, and twice."""
         problems: list[str] = []
-        try:
-            self.deactivate()
-            if self.original_configuration is not None:
+        if self.original_configuration is not None:
+            try:
+                self.deactivate()
                 self.thunder.set_configuration(self.callsign, self.original_configuration)
-            if self.original_state == "Activated":
-                self.activate()
-        except ThunderContainerError as error:
-            problems.append(str(error))
-        removed = self.shell.run(f"rm -rf {shlex.quote(self._created)}", timeout=120)
-        if removed.returncode != 0:
-            problems.append(f"rm -rf {self._created}: {removed.stdout}")
+                if self.original_state == "Activated":
+                    self.activate()
+            except ThunderContainerError as error:
+                problems.append(str(error))
+            self.original_configuration = None
+        if self._created is not None:
+            removed = self.shell.run(f"rm -rf {shlex.quote(self._created)}", timeout=120)
+            if removed.returncode != 0:
+                problems.append(f"rm -rf {self._created}: {removed.stdout}")
+            self._created = None
         if self._backup is not None:
             back = self.shell.run(f"mv {shlex.quote(self._backup)} {shlex.quote(self.bundle)}")
             if back.returncode != 0:
                 problems.append(f"putting back {self.bundle} failed: {back.stdout}")
-        self._placed = False
+            self._backup = None
         if problems:
             raise DeployError(f"restoring {self.callsign} left problems: " + "; ".join(problems))
 
