@@ -17,7 +17,7 @@ import pexpect
 from pexpect.expect import searcher_re
 from pexpect.spawnbase import SpawnBase
 
-from .errors import CommandFailed, ConsoleError
+from .errors import CommandFailed, ConsoleError, TargetCrashed
 from .shell import CommandResult
 from .transcript import Transcript, strip_terminal_codes
 
@@ -26,6 +26,8 @@ _ESCAPES = rb"(?:\x1b\[[0-9;?]*[A-Za-z])*"
 _LOGIN_PROMPT = re.compile(rb"(?i)(?<!last )login: *" + _ESCAPES + rb"\Z")
 _PASSWORD_PROMPT = re.compile(rb"(?i)password: *" + _ESCAPES + rb"\Z")
 _LOGIN_INCORRECT = re.compile(rb"(?i)login incorrect")
+# Printed at emergency level, so it shows even after `dmesg -n 1`: no prompt will come.
+_KERNEL_PANIC = re.compile(rb"Kernel panic - not syncing[^\r\n]*")
 _SHELL_PROMPT = re.compile(rb"[#$>%] ?" + _ESCAPES + rb"\Z")
 # A line starting with printk's "[%5lu.%06lu] " (and the optional caller id). Only at the start
 # of a line, so that `dmesg -r` ("<6>[ ...") or a log quoting the kernel comes through whole.
@@ -41,6 +43,8 @@ _QUIET = 1.5  # seconds of silence before poking the target with a newline
 _BOOT_QUIET = 15.0  # the same while a target boots: its own prompt is expected
 _SETTLE = 0.2  # seconds of silence after which the last text received is taken as a prompt
 _RECOVERY_TIMEOUT = 10.0
+# Interrupted by the caller mid-command, the shell may still be busy a while: be patient.
+_PENDING_RECOVERY_TIMEOUT = 30.0
 _TRANSFER_RATE = 10_000  # bytes per second a slow serial line surely carries, for time budgets
 _CTRL_C = b"\x03"
 
@@ -181,7 +185,7 @@ class Console:
             )
         end = re.compile(rb"tc-E" + re.escape(tag.encode()) + rb":(\d+)\r*\n")
         if self._pending:
-            self.resync(_RECOVERY_TIMEOUT)
+            self.resync(_PENDING_RECOVERY_TIMEOUT)
         started = time.monotonic()
         self._pending = True
         self._send(line)
@@ -364,11 +368,27 @@ class Console:
         if self._closed:
             raise ConsoleError(f"console {self._name} is closed")
         try:
-            return self._spawn.expect_loop(_TailSearcher(patterns), timeout, None)
+            index = self._spawn.expect_loop(
+                _TailSearcher([*patterns, _KERNEL_PANIC]), timeout, None
+            )
         except pexpect.TIMEOUT:
             return None
         except pexpect.EOF:
             raise self._stream_ended(what) from None
+        if index == len(patterns):
+            raise self._panicked(what)
+        return index
+
+    def _panicked(self, what: str) -> TargetCrashed:
+        # The lines after the panic message say why (the call trace, "end Kernel panic").
+        with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
+            self._spawn.expect_loop(
+                _TailSearcher([re.compile(rb"end Kernel panic[^\n]*\n")]), 2.0 * self._factor, None
+            )
+        return TargetCrashed(
+            f"console {self._name}: the target's kernel panicked while waiting for {what}\n"
+            f"last console lines:\n{_indent(self.tail(30))}\ntranscript: {self.transcript_path}"
+        )
 
     def _send(self, data: bytes) -> None:
         self._transcript.sent(data)

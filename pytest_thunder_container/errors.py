@@ -25,3 +25,7 @@ class CommandFailed(ConsoleError):
 
 class DeployError(ThunderContainerError):
     """A bundle can't be placed or a plugin can't be switched to the wanted mode."""
+
+
+class TargetCrashed(ConsoleError):
+    """The target's kernel panicked (or the target otherwise died) while the console waited."""

@@ -11,9 +11,10 @@ import pytest
 from . import __version__, suite_fixtures
 from .console import Console
 from .errors import ThunderContainerError
+from .inputs import check_inputs
 from .reporting import Reporting, add_options, record_facts
 from .settings import Settings, SettingsError, TargetSpec, check_settings, parse_targets, worker_id
-from .targets.base import Target, system_facts
+from .targets.base import Target, TargetShell, system_facts
 from .terminal import progress_printer
 from .thunder import ThunderClient, connect
 
@@ -179,6 +180,7 @@ def pytest_configure(config: pytest.Config) -> None:
             max_start_ms=option.thunder_max_start_ms,
         )
         check_settings(settings)
+        check_inputs(settings)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SETTINGS] = settings
@@ -242,7 +244,18 @@ def thunder_target(
 
 
 @pytest.fixture
-def thunder_shell(thunder_target: Target) -> Console:
+def thunder_shell(pytestconfig: pytest.Config, thunder_target: Target) -> Console:
+    """The target's shell; a target that died in an earlier test is booted again first."""
+    if not thunder_target.healthy():
+        progress_printer(pytestconfig)(f"[thunder] target {thunder_target.name} died: restarting")
+        try:
+            thunder_target.restart()
+        except ThunderContainerError as error:
+            pytest.exit(
+                f"thunder: target {thunder_target.name} died and could not be restarted: {error}",
+                returncode=3,
+            )
+        record_facts(pytestconfig, {"target": thunder_target.name, "restarted": "yes"})
     return thunder_target.console
 
 
@@ -255,7 +268,7 @@ def thunder_jsonrpc(
     try:
         client = connect(
             url,
-            thunder_target.console,
+            TargetShell(thunder_target),
             port=thunder_settings.guest_port,
             timeout_factor=thunder_settings.timeout_factor,
         )

@@ -128,34 +128,12 @@ def check_settings(settings: Settings) -> None:
                 "--thunder-reference-api selects the API of the reference image's "
                 "Thunder; a vendor image or board brings its own (fix: drop it)"
             )
-    if settings.image is not None and not settings.image.exists():
-        raise SettingsError(f"--thunder-image={settings.image}: no such file or directory")
-    if settings.image is not None and settings.image.is_file():
-        # A file is an SD card image: cheap checks of its partitions now, the rest at boot.
-        from .errors import ImageError
-        from .sdcard import check_sdcard_file
-
-        no_slot = [
-            spec.address
-            for spec in settings.targets
-            if spec.kind == "qemu" and spec.address != "rpi3"
-        ]
-        if no_slot:
-            raise SettingsError(
-                f"--thunder-image={settings.image} is an SD card image; QEMU "
-                f"machine {no_slot[0]} has no SD card slot (fix: "
-                "--thunder-target=rpi3)"
-            )
-        try:
-            check_sdcard_file(settings.image)
-        except ImageError as error:
-            raise SettingsError(f"--thunder-image: {error}") from None
-    for option, path in (
-        ("--thunder-rootfs", settings.rootfs),
-        ("--thunder-container-config", settings.container_config),
-    ):
-        if path is not None and not path.is_file():
-            raise SettingsError(f"{option}={path}: no such file")
+    no_slot = [s.address for s in settings.targets if s.kind == "qemu" and s.address != "rpi3"]
+    if settings.image is not None and settings.image.is_file() and no_slot:
+        raise SettingsError(
+            f"--thunder-image={settings.image} is an SD card image; QEMU machine {no_slot[0]} "
+            "has no SD card slot (fix: --thunder-target=rpi3)"
+        )
     if not 0 < settings.guest_port < 65536:
         raise SettingsError(f"--thunder-port={settings.guest_port}: not a TCP port")
     if settings.bench_runs < 1:

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ..shell import Shell
+from ..shell import CommandResult, Shell
 from ..transfer import FileTransfer
 
 if TYPE_CHECKING:
@@ -39,6 +39,16 @@ class Target(ABC):
     @abstractmethod
     def start(self) -> None:
         """Boot or attach, and log in; on failure leave nothing running and raise TargetError."""
+
+    def healthy(self) -> bool:
+        """Whether the target still runs (a QEMU process that died, a board that hung: False)."""
+        return True
+
+    def restart(self) -> None:
+        """Bring a dead target back; a target that can't says so with TargetError."""
+        from ..errors import TargetError
+
+        raise TargetError(f"target {self.name} can't be restarted by the harness")
 
     @abstractmethod
     def stop(self) -> None:
@@ -74,3 +84,22 @@ def system_facts(shell: Shell) -> dict[str, str]:
         "arch": lines[1].strip(),
         "runc": lines[2].removeprefix("runc version").strip() or "not found",
     }
+
+
+class TargetShell:
+    """The Shell of a target's current console, which survives the target's restarts."""
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+
+    def run(self, cmd: str, timeout: float | None = None) -> CommandResult:
+        return self._target.console.run(cmd, timeout)
+
+    def check(self, cmd: str, timeout: float | None = None) -> CommandResult:
+        return self._target.console.check(cmd, timeout)
+
+    def put(self, data: bytes, path: str, mode: int | None = None) -> None:
+        self._target.console.put(data, path, mode)
+
+    def get(self, path: str) -> bytes:
+        return self._target.console.get(path)

@@ -95,7 +95,7 @@ class QemuTarget(Target):
 
     @property
     def jsonrpc_url(self) -> str | None:
-        if self._host_port is None:
+        if self._host_port is None or self._process is None:
             return None
         return f"http://127.0.0.1:{self._host_port}/jsonrpc"
 
@@ -151,7 +151,8 @@ class QemuTarget(Target):
                 sdcard.create_card(state)
         elif not self.restored:
             create_state_file(state)
-        self._host_port = free_port()
+        # The same port across restarts: a client made before a reboot keeps working.
+        self._host_port = self._host_port or free_port()
         netdev = user_netdev(self._host_port, self._guest_port)
         assert self.image is not None
         argv = build_argv(
@@ -301,7 +302,14 @@ class QemuTarget(Target):
         if self._rundir is not None:
             shutil.rmtree(self._rundir, ignore_errors=True)
             self._rundir = None
-        self._host_port = None
+
+    def healthy(self) -> bool:
+        return self._process is not None and self._process.exited() is None
+
+    def restart(self) -> None:
+        """Boot again (from the saved state when there is one) after the target died."""
+        self.stop()
+        self.start()
 
     def properties(self) -> dict[str, str]:
         facts = super().properties()

@@ -23,7 +23,7 @@ from helpers.console_targets import (
 )
 
 from pytest_thunder_container.console import Console, Login
-from pytest_thunder_container.errors import CommandFailed, ConsoleError
+from pytest_thunder_container.errors import CommandFailed, ConsoleError, TargetCrashed
 
 SEQ_20000 = "\n".join(str(n) for n in range(1, 20001))
 
@@ -496,3 +496,14 @@ def test_a_booting_target_gets_no_bytes_before_it_speaks(tmp_path: Path, booting
     session.close()
     early = b"EARLY-INPUT" in session.transcript_path.read_bytes()
     assert early is not booting
+
+
+def test_a_kernel_panic_is_reported_at_once(console: Console) -> None:
+    started = time.monotonic()
+    with pytest.raises(TargetCrashed, match="kernel panicked") as failure:
+        console.run(
+            "printf '[ 12.5] Kernel panic - not syncing: Attempted to kill init!\\n'; sleep 30",
+            timeout=20,
+        )
+    assert time.monotonic() - started < 10
+    assert "Attempted to kill init" in str(failure.value)

@@ -26,6 +26,7 @@ from helpers.sdcards import (
 
 from pytest_thunder_container.errors import ImageError
 from pytest_thunder_container.images import sha256_file
+from pytest_thunder_container.inputs import check_inputs
 from pytest_thunder_container.partitions import filesystem_of, read_partition_table
 from pytest_thunder_container.sdcard import card_size, check_sdcard_file, load_sdcard
 from pytest_thunder_container.settings import (
@@ -362,5 +363,5 @@ def test_an_image_file_is_an_sd_card_for_rpi3_only(tmp_path: Path, monkeypatch) 
 def test_a_file_that_is_no_card_is_a_usage_error(tmp_path: Path) -> None:
     kernel = tmp_path / "Image"
     kernel.write_bytes(ARM64_KERNEL * 20)
-    with pytest.raises(SettingsError, match=rf"--thunder-image: {kernel}: no partition table"):
-        check_settings(Settings(targets=(TargetSpec("qemu", "rpi3"),), image=kernel))
+    with pytest.raises(SettingsError, match=rf"--thunder-image={kernel}: .*no partition table"):
+        check_inputs(Settings(targets=(TargetSpec("qemu", "rpi3"),), image=kernel))
