@@ -209,7 +209,7 @@ def test_cli_show_prints_the_manifest(monkeypatch, tmp_path: Path, capsys) -> No
     assert cli.main(["image", "show", "rpi3"]) == 0
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == str(image.directory)
-    assert '"image_sha256"' in out and '"password": "thunder"' in out
+    assert '"image_sha256"' in out and '"password": "thunder-ref-5Kq"' in out
 
 
 def test_latest_built_without_any_image(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_manifest_describes_the_image(recipe: Recipe, tmp_path: Path) -> None:
     image = ensure_image(recipe, tmp_path, FakeSource(), progress=print, build=FakeBuild())
     manifest = image.manifest
     assert manifest["name"] == "rpi3" and manifest["kernel_version"] == "6.1.0-99-arm64"
-    assert manifest["login"] == {"user": "root", "password": "thunder"}
+    assert manifest["login"] == {"user": "root", "password": "thunder-ref-5Kq"}
     assert manifest["append"] == "console=ttyAMA0 rdinit=/init"
     assert manifest["machines"] == ["rpi3", "virt"]
     assert set(manifest["artifacts"]) == {"kernel", "dtb", "initrd"}

@@ -141,7 +141,7 @@ def test_the_rpi3_recipe_parses() -> None:
     recipe = load_recipe("rpi3")
     assert recipe.name == "rpi3"
     assert recipe.kernel_package == "linux-image-arm64"
-    assert recipe.login == ("root", "thunder")
+    assert recipe.login == ("root", "thunder-ref-5Kq")
     assert "rdinit=/init" in recipe.append
     names = {rule.name for rule in recipe.packages}
     assert {"busybox-static", "runc", "libc6", "python3.11-minimal"} <= names
