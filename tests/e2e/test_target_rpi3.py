@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_thunder_container.console import Console
+from pytest_thunder_container.lint import lint_config
+from pytest_thunder_container.oci import load_config
 from pytest_thunder_container.targets.base import Target
 
 pytestmark = pytest.mark.e2e
@@ -40,3 +44,21 @@ def test_target_reports_its_identity(thunder_target: Target) -> None:
     assert facts["target"].startswith("rpi3")
     assert facts["emulated"] == "true"
     assert len(facts["image.sha256"]) == 64
+
+
+def test_lint_of_runc_spec_made_on_the_target_gives_the_tutorials_findings(
+    thunder_shell: Console, tmp_path: Path
+) -> None:
+    thunder_shell.check("rm -rf /tmp/tc-spec && mkdir /tmp/tc-spec && cd /tmp/tc-spec && runc spec")
+    config = tmp_path / "config.json"
+    config.write_bytes(thunder_shell.get("/tmp/tc-spec/config.json"))
+    thunder_shell.check("rm -rf /tmp/tc-spec")
+    findings = {(f.id, f.level) for f in lint_config(load_config(config), dialect="R5")}
+    assert findings == {
+        ("TC-COM-001", "MUST"),  # no /tmp bind mount: the communicator is out of reach
+        ("TC-MNT-001", "MUST"),  # ... nor /tmp/ocdm
+        ("TC-PROC-001", "MUST"),  # terminal true
+        ("TC-ENV-001", "MUST"),  # no COMMUNICATOR_CONNECTOR
+        ("TC-ENV-002", "SHOULD"),  # no MESSAGE_DISPATCHER_CONFIG
+        ("TC-CAP-003", "SHOULD"),  # runc's default ambient set
+    }
