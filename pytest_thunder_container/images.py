@@ -38,10 +38,7 @@ class Image:
 
     @property
     def login(self) -> tuple[str, str | None] | None:
-        login = self.manifest.get("login")
-        if not login:
-            return None
-        return str(login["user"]), login.get("password")
+        return manifest_login(self.manifest)
 
     @property
     def append(self) -> str:
@@ -298,3 +295,11 @@ def load_recipe(name: str, root: Path | None = None) -> Recipe:
         known = sorted(p.parent.name for p in base.glob("*/recipe.toml"))
         raise ImageError(f"no image recipe {name!r} in {base}; known: {', '.join(known) or 'none'}")
     return parse_recipe(path)
+
+
+def manifest_login(manifest: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The console login an image's manifest records (user, password), if any."""
+    login = manifest.get("login")
+    if not login:
+        return None
+    return str(login["user"]), login.get("password")

@@ -28,7 +28,7 @@ from .bootconfig import (
 )
 from .errors import ImageError
 from .fatfiles import BootPartition
-from .images import sha256_file
+from .images import manifest_login, sha256_file
 from .partitions import Partition, PartitionTable, filesystem_of, read_partition_table
 from .rootfs import patch_dtb
 
@@ -62,10 +62,7 @@ class SdCardImage:
 
     @property
     def login(self) -> tuple[str, str | None] | None:
-        login = self.manifest.get("login")
-        if not login:
-            return None
-        return str(login["user"]), login.get("password")
+        return manifest_login(self.manifest)
 
     def create_card(self, overlay: Path) -> None:
         """A fresh qcow2 overlay of the image (the guest's writes land there, and VM states)."""
