@@ -32,6 +32,10 @@ _SHELL_PROMPT = re.compile(rb"[#$>%] ?" + _ESCAPES + rb"\Z")
 # A line starting with printk's "[%5lu.%06lu] " (and the optional caller id). Only at the start
 # of a line, so that `dmesg -r` ("<6>[ ...") or a log quoting the kernel comes through whole.
 _KERNEL_LINE = re.compile(rb"(?m)^\[ *\d+\.\d{6}\](?:\[ *[CT]\d+\])? [^\n]*\n")
+# The kernel's console driver ends each message with "\r\n" itself, while the session's tty sends
+# a bare "\n" (stty -onlcr): so a message written into the middle of a command's line (an
+# emergency message from another process, on any board) is found by its "\r\n" and cut out.
+_KERNEL_MESSAGE = re.compile(rb"\[ *\d+\.\d{6}\](?:\[ *[CT]\d+\])? [^\r\n]*\r+\n")
 _END_OF_DATA = re.compile(rb"\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -136,6 +140,8 @@ class Console:
         # caller) between send and marker leaves the shell busy, so the next run() resyncs first.
         self._pending = False
         self._closed = False
+        # Set once the kernel panicked: nothing will answer on this console again.
+        self.crashed = False
         # One write and one read per command: no pexpect delays, large reads, our own logging
         # (pexpect's send log would record passwords).
         spawn.delaybeforesend = None
@@ -275,14 +281,15 @@ class Console:
         quiet = (_BOOT_QUIET if booting else _QUIET) * self._factor
         heard_at_start = self._received.count
         tag = self._next_tag()
-        # One round trip: no echo (so busybox drops line editing and its escapes too), a prompt
-        # no output can fake, no continuation prompt, no colours, and the kernel kept quiet.
+        # One round trip: no echo (so busybox drops line editing and its escapes too), bare "\n"
+        # line ends (see _KERNEL_MESSAGE), a prompt no output can fake, no continuation prompt,
+        # no colours, and the kernel kept quiet.
         # The marker is built from a variable set first, so it only appears if the whole line
         # ran: a shell interrupted while reading may drop the start of a line.
         ready = f"tc_ready_{self._token}"
         probe_line = (
-            f"{ready}=R{tag}; stty -echo; PS1='tc''-{self._token}# '; PS2=''; export TERM=dumb; "
-            f'dmesg -n 1 2>/dev/null; echo "tc-${ready}"; unset {ready}\n'
+            f"{ready}=R{tag}; stty -echo -onlcr; PS1='tc''-{self._token}# '; PS2=''; "
+            f'export TERM=dumb; dmesg -n 1 2>/dev/null; echo "tc-${ready}"; unset {ready}\n'
         ).encode()
         marker = re.compile(rb"tc-R" + re.escape(tag.encode()) + rb"\r*\n")
         login = self._login or Login(user=None)
@@ -348,7 +355,12 @@ class Console:
                 # prompt is unusual: try the setup line itself. A booting target that has said
                 # nothing yet is never poked.
                 pokes += 1
-                self._send(b"\n" if pokes % 2 else probe_line)
+                if pokes % 2 == 0:
+                    self._send(probe_line)
+                else:
+                    # Interrupting: a Ctrl-C that came while the shell was still starting the
+                    # command can be lost, so it is sent again.
+                    self._send(_CTRL_C if interrupt else b"\n")
             else:
                 continue
             self._discard_received()  # answered: the same prompt must not be answered twice
@@ -380,6 +392,7 @@ class Console:
         return index
 
     def _panicked(self, what: str) -> TargetCrashed:
+        self.crashed = True
         # The lines after the panic message say why (the call trace, "end Kernel panic").
         with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
             self._spawn.expect_loop(
@@ -426,7 +439,7 @@ class Console:
 
     def _output(self, raw: bytes, tag: str) -> str:
         """What the command printed: after the start marker, cleaned of escapes and the kernel."""
-        text = _KERNEL_LINE.sub(b"", strip_terminal_codes(raw))
+        text = _KERNEL_LINE.sub(b"", strip_terminal_codes(_KERNEL_MESSAGE.sub(b"", raw)))
         start = text.find(f"tc-S{tag}".encode())
         if start >= 0:
             newline = text.find(b"\n", start)
