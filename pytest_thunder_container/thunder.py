@@ -349,7 +349,8 @@ def connect(
         )
     )
     console = ThunderClient(ConsoleTransport(shell, port=port), timeout_factor=timeout_factor)
-    last: ThunderContainerError | None = None
+    # What each way there answered last: the user's URL may be the wrong one, not the console.
+    last: dict[str, ThunderContainerError] = {}
     while True:
         candidates = [http] if http is not None else []
         if http is None or time.monotonic() > http_deadline:
@@ -358,12 +359,13 @@ def connect(
             try:
                 client.call("Controller.1.subsystems", timeout=5.0)
             except (ThunderUnreachable, ThunderError) as error:
-                last = error
+                last[client.endpoint] = error
                 continue
             return client
         if time.monotonic() > deadline:
             over = " or ".join(client.endpoint for client in candidates)
+            said = "; ".join(f"[{endpoint}] {error}" for endpoint, error in last.items())
             raise ThunderUnreachable(
-                f"Thunder did not answer within {wait * timeout_factor:.0f} s over {over}: {last}"
+                f"Thunder did not answer within {wait * timeout_factor:.0f} s over {over}: {said}"
             )
         time.sleep(0.5)

@@ -273,10 +273,27 @@ class QemuTarget(Target):
                 f"{process.log_tail()}\n(QEMU log: {self.qemu_log})"
             )
         tail = self._console.tail(30) if self._console else ""
+        log = self._console.transcript_path if self._console else "?"
         if "Kernel panic" in tail:
+            # The panic's own lines say what the kernel gave up on; an unpacking error said
+            # before them is often the cause (a truncated or corrupt initrd).
+            earlier = [
+                line
+                for line in (self._console.tail(2000) if self._console else "").splitlines()
+                if "Initramfs unpacking failed" in line or "Failed to execute" in line
+            ]
+            cause = "".join(f"\n{line}" for line in earlier[:3])
             return (
-                f"the guest kernel panicked during {what} of {self.name}:\n{tail}\n"
-                f"(console log: {self._console.transcript_path if self._console else '?'})"
+                f"the guest kernel panicked during {what} of {self.name}:{cause}\n{tail}\n"
+                f"(console log: {log})"
+            )
+        if not tail.strip() and not self.restored:
+            return (
+                f"{what} of {self.name} failed: {str(error).splitlines()[0]}, and the target "
+                "printed nothing at all: the kernel did not start or writes elsewhere: is "
+                f"{self.image.kernel if self.image else '?'} an arm64 kernel for this machine, "
+                f"and does its command line {self._append!r} name this console?\n"
+                f"(console log: {log}, QEMU log: {self.qemu_log})"
             )
         return f"{what} of {self.name} failed: {error}"
 
@@ -304,7 +321,9 @@ class QemuTarget(Target):
             self._rundir = None
 
     def healthy(self) -> bool:
-        return self._process is not None and self._process.exited() is None
+        # A panicked guest leaves QEMU running, but nothing answers on its console any more.
+        crashed = self._console is not None and self._console.crashed
+        return self._process is not None and self._process.exited() is None and not crashed
 
     def restart(self) -> None:
         """Boot again (from the saved state when there is one) after the target died."""
