@@ -11,8 +11,10 @@ pytestmark = pytest.mark.e2e
 
 def test_thunder_answers_and_its_dialect_is_detected(thunder_jsonrpc: ThunderClient) -> None:
     assert thunder_jsonrpc.dialect in ("R5", "R4.4")
-    # Thunder answers before its start-up activations are done: OCDM (startmode Activated)
-    # gets there soon after.
+    # The worker's session-wide deployment may have left OCDM deactivated (the e2e tests share
+    # one target per worker), and Thunder answers before its start-up activations are done.
+    if thunder_jsonrpc.state("OCDM") == "Deactivated":
+        thunder_jsonrpc.activate("OCDM", timeout=60)
     thunder_jsonrpc.wait_for_state("OCDM", "Activated", timeout=60)
     drms = thunder_jsonrpc.call("OCDM.1.drms")
     assert drms[0]["name"] == "PlayReady"
