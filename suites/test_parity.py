@@ -10,6 +10,9 @@ import pytest
 
 from pytest_thunder_container.suite_fixtures import Verify
 
+# With `-n N --dist loadgroup` these tests stay on one worker: the scenario runs once per worker.
+pytestmark = pytest.mark.xdist_group("thunder-parity")
+
 
 @pytest.mark.requirement("TC-PAR-001")
 def test_methods_answer_the_same_in_both_modes(thunder_parity_check: Verify) -> None:

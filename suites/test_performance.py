@@ -11,6 +11,9 @@ import pytest
 
 from pytest_thunder_container.suite_fixtures import Verify
 
+# With `-n N --dist loadgroup` these tests stay on one worker: the benchmark runs once per worker.
+pytestmark = pytest.mark.xdist_group("thunder-performance")
+
 
 @pytest.mark.requirement("TC-PERF-001")
 def test_median_container_start_is_within_the_limit(thunder_latency_check: Verify) -> None:
