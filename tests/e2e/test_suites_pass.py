@@ -17,8 +17,10 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_suites(results: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def run_suites(results: Path, *options: str, workers: int = 0) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    # Several workers: each boots its own target; parity and the benchmark stay whole.
+    parallel = ["-n", str(workers), "--dist", "loadgroup"] if workers else ["-p", "no:xdist"]
     command = [
         sys.executable,
         "-m",
@@ -27,8 +29,7 @@ def run_suites(results: Path, *options: str) -> subprocess.CompletedProcess[str]
         "--thunder-target=rpi3",
         f"--thunder-results={results}",
         "--thunder-bench-runs=3",
-        "-p",
-        "no:xdist",
+        *parallel,
         "-p",
         "no:cacheprovider",
         f"--junitxml={results / 'junit.xml'}",
@@ -40,15 +41,22 @@ def run_suites(results: Path, *options: str) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.mark.parametrize("dialect", ["R5", "R4.4"])
-def test_the_suites_pass_on_the_reference_image(dialect: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("dialect", "workers"), [("R5", 0), ("R4.4", 2)], ids=["R5", "R4.4-two-workers"]
+)
+def test_the_suites_pass_on_the_reference_image(dialect: str, workers: int, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    done = run_suites(results, f"--thunder-reference-api={dialect}")
+    # Two emulators beside this session's own: waits are scaled for the shared cores.
+    slower = ["--thunder-timeout-factor=2"] if workers else []
+    done = run_suites(results, f"--thunder-reference-api={dialect}", *slower, workers=workers)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     report = json.loads((results / "thunder-report.json").read_text())
     assert report["verdict"] in ("certified", "certified with findings"), report["verdict_reasons"]
-    assert report["targets"][0]["facts"]["thunder.dialect"] == dialect
+    assert {t["facts"]["thunder.dialect"] for t in report["targets"]} == {dialect}
+    # One target per worker, never shared.
+    workers_seen = sorted(t["worker"] for t in report["targets"])
+    assert workers_seen == ([f"gw{n}" for n in range(workers)] if workers else ["main"])
     results_by_id = {r["id"]: r["result"] for r in report["requirements"]}
     assert set(results_by_id) == {r.id for r in load_catalogue()}
     assert not report["other_tests"], "every suite test is tied to a requirement ID"
