@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from qemu.qmp import QMPClient
 from qemu.qmp.error import QMPError
 
 from .errors import TargetError
+
+_CONNECT_RETRY = 0.05  # seconds between attempts while QEMU sets its socket up
 
 
 class Qmp:
@@ -22,7 +25,22 @@ class Qmp:
         self._name = name
 
     def connect(self, socket_path: Path, timeout: float) -> None:
-        self._run(self._client.connect(str(socket_path)), timeout, f"connect to {socket_path}")
+        """Connect, retrying while the socket is not there or not listening yet: QEMU binds it
+        before it listens, and a loaded host can connect in between (seen in CI)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.1)
+            what = f"connect to {socket_path}"
+            try:
+                self._run(self._client.connect(str(socket_path)), remaining, what)
+                return
+            except TargetError as error:
+                cause = getattr(error.__cause__, "exc", error.__cause__)
+                early = isinstance(cause, (ConnectionRefusedError, FileNotFoundError))
+                if not early or time.monotonic() >= deadline:
+                    raise
+            self._client = QMPClient(self._name)
+            time.sleep(_CONNECT_RETRY)
 
     def execute(
         self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float = 30.0
