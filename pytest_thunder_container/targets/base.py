@@ -20,11 +20,16 @@ class Target(ABC):
     name: str
     emulated: bool
     image: Image | None
+    _console: Console | None = None  # set by start(), cleared by stop()
 
     @property
-    @abstractmethod
     def console(self) -> Console:
         """The logged-in shell session (valid between start() and stop())."""
+        if self._console is None:
+            from ..errors import TargetError
+
+            raise TargetError(f"target {self.name} is not started")
+        return self._console
 
     @property
     def jsonrpc_url(self) -> str | None:

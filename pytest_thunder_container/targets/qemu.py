@@ -79,12 +79,6 @@ class QemuTarget(Target):
         self.timings: dict[str, float] = {}
 
     @property
-    def console(self) -> Console:
-        if self._console is None:
-            raise TargetError(f"target {self.name} is not started")
-        return self._console
-
-    @property
     def files(self) -> FileTransfer:
         """Over HTTP from the host's loopback (10.0.2.2 in the guest), else the console."""
         if self._files is None:

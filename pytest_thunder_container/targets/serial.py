@@ -60,12 +60,6 @@ class SerialTarget(Target):
         self._facts: dict[str, str] = {}
 
     @property
-    def console(self) -> Console:
-        if self._console is None:
-            raise TargetError(f"target {self.name} is not started")
-        return self._console
-
-    @property
     def jsonrpc_url(self) -> str | None:
         return self._jsonrpc_url
 
