@@ -320,14 +320,20 @@ def test_two_sessions_share_a_cache_whose_image_was_corrupted(tmp_path: Path) ->
     command = [sys.executable, "-c", LOAD_IMAGE]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert first.stderr is not None
-    said_first = first.stderr.readline().decode()  # the lock is held once this is said
+    said_first = first.stderr.readline().decode()  # started: the two now race for the lock
     second = subprocess.run(command, env=env, capture_output=True, timeout=300, check=False)
-    out_first, err_first = first.communicate(timeout=300)
-    said_first += err_first.decode()
+    # Not communicate(): it reads the pipe itself and would lose what readline() buffered.
+    assert first.stdout is not None
+    out_first, err_first = first.stdout.read(), first.stderr.read()
+    first.wait(timeout=300)
+    said = [said_first + err_first.decode(), second.stderr.decode()]
 
-    assert first.returncode == 0 and second.returncode == 0, said_first + second.stderr.decode()
-    assert "initrd.img is corrupted" in said_first and "building it again" in said_first
-    assert "waiting for another build holding" in second.stderr.decode()
+    assert first.returncode == 0 and second.returncode == 0, said
+    # Whichever got the lock found the damage and rebuilt; the other waited, then reused it.
+    rebuilt = [i for i, text in enumerate(said) if "initrd.img is corrupted" in text]
+    waited = [i for i, text in enumerate(said) if "waiting for another build holding" in text]
+    assert len(rebuilt) == 1 and "building it again" in said[rebuilt[0]], said
+    assert waited == [1 - rebuilt[0]], said
     assert out_first.strip() == second.stdout.strip() == str(cached).encode()
     verify(load_image_dir(cached))
     assert sha256_file(initrd) == reference.manifest["artifacts"]["initrd"]["sha256"]
