@@ -5,8 +5,8 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from .errors import ThunderContainerError
-from .settings import Settings, SettingsError
+from pytest_thunder_container.errors import ThunderContainerError
+from pytest_thunder_container.settings import Settings, SettingsError
 
 CALLSIGN_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
@@ -37,11 +37,11 @@ def _check_image(settings: Settings) -> None:
         raise SettingsError(f"--thunder-image={image}: no such file or directory")
     try:
         if image.is_file():
-            from .sdcard import check_sdcard_file
+            from pytest_thunder_container.image.sdcard import check_sdcard_file
 
             check_sdcard_file(image)
             return
-        from .images import load_image_dir
+        from pytest_thunder_container.image.model import load_image_dir
 
         loaded = load_image_dir(image)
     except ThunderContainerError as error:
@@ -55,7 +55,7 @@ def _check_image(settings: Settings) -> None:
 
 
 def _check_container_config(path: Path) -> None:
-    from .oci import load_config
+    from pytest_thunder_container.oci.config import load_config
 
     try:
         config = load_config(path)

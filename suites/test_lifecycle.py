@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from pytest_thunder_container.deploy import ContainerDeployment
-from pytest_thunder_container.lifecycle import leftovers, plant_leftover_container
-from pytest_thunder_container.shell import Shell
-from pytest_thunder_container.suite_fixtures import Verify
+from pytest_thunder_container.conformance.leftovers import leftovers, plant_leftover_container
+from pytest_thunder_container.plugin.suite_fixtures import Verify
+from pytest_thunder_container.shell.protocol import Shell
+from pytest_thunder_container.thunder.deploy import ContainerDeployment
 
 
 @pytest.mark.requirement("TC-LIFE-001")

@@ -6,12 +6,12 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ..shell import CommandResult, Shell
-from ..transfer import FileTransfer
+from pytest_thunder_container.shell.protocol import CommandResult, Shell
+from pytest_thunder_container.shell.transfer import FileTransfer
 
 if TYPE_CHECKING:
-    from ..console import Console
-    from ..images import Image
+    from pytest_thunder_container.image.model import Image
+    from pytest_thunder_container.shell.console import Console
 
 
 class Target(ABC):
@@ -26,7 +26,7 @@ class Target(ABC):
     def console(self) -> Console:
         """The logged-in shell session (valid between start() and stop())."""
         if self._console is None:
-            from ..errors import TargetError
+            from pytest_thunder_container.errors import TargetError
 
             raise TargetError(f"target {self.name} is not started")
         return self._console
@@ -51,7 +51,7 @@ class Target(ABC):
 
     def restart(self) -> None:
         """Bring a dead target back; a target that can't says so with TargetError."""
-        from ..errors import TargetError
+        from pytest_thunder_container.errors import TargetError
 
         raise TargetError(f"target {self.name} can't be restarted by the harness")
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..console import Login
-from ..images import Image, cache_dir, load_image_dir
-from ..sdcard import SdCardImage, load_sdcard
-from ..settings import Settings, TargetSpec
-from ..snapshots import SnapshotStore
-from .base import Target
-from .qemu import QemuTarget
-from .serial import SerialTarget
+from pytest_thunder_container.image.model import Image, cache_dir, load_image_dir
+from pytest_thunder_container.image.sdcard import SdCardImage, load_sdcard
+from pytest_thunder_container.settings import Settings, TargetSpec
+from pytest_thunder_container.shell.console import Login
+from pytest_thunder_container.targets.base import Target
+from pytest_thunder_container.targets.qemu import QemuTarget
+from pytest_thunder_container.targets.serial import SerialTarget
+from pytest_thunder_container.targets.snapshots import SnapshotStore
 
 Progress = Callable[[str], None]
 
@@ -24,7 +24,7 @@ def resolve_image(settings: Settings, progress: Progress) -> Image | SdCardImage
         return load_sdcard(settings.image, cache_dir(), progress)
     if settings.image is not None:
         return load_image_dir(settings.image)
-    from ..imagebuild import reference_image
+    from pytest_thunder_container.image.build import reference_image
 
     return reference_image("rpi3", progress=progress)
 

@@ -7,17 +7,14 @@ import shutil
 import time
 from pathlib import Path
 
-from ..console import Console, Login
-from ..errors import ConsoleError, TargetError
-from ..images import Image
-from ..qmp import Qmp
-from ..sdcard import SdCardImage
-from ..snapshots import SNAPSHOT_TAG, SnapshotKey, SnapshotStore, create_state_file
-from ..streams import connect_unix_socket
-from ..transcript import Transcript
-from ..transfer import QEMU_USER_NETWORK, FileTransfer
-from .base import Target
-from .qemu_process import (
+from pytest_thunder_container.errors import ConsoleError, TargetError
+from pytest_thunder_container.image.model import Image
+from pytest_thunder_container.image.sdcard import SdCardImage
+from pytest_thunder_container.shell.console import Console, Login
+from pytest_thunder_container.shell.transcript import Transcript
+from pytest_thunder_container.shell.transfer import QEMU_USER_NETWORK, FileTransfer
+from pytest_thunder_container.targets.base import Target
+from pytest_thunder_container.targets.qemu_process import (
     MACHINES,
     QemuProcess,
     build_argv,
@@ -26,7 +23,15 @@ from .qemu_process import (
     qemu_version,
     user_netdev,
 )
-from .sd_reattach import reattach_sd_card
+from pytest_thunder_container.targets.qmp import Qmp
+from pytest_thunder_container.targets.sd_reattach import reattach_sd_card
+from pytest_thunder_container.targets.snapshots import (
+    SNAPSHOT_TAG,
+    SnapshotKey,
+    SnapshotStore,
+    create_state_file,
+)
+from pytest_thunder_container.targets.spawn import connect_unix_socket
 
 BOOT_TIMEOUT = 120.0  # cold boot to a logged-in prompt, before the timeout factor
 RESTORE_TIMEOUT = 30.0

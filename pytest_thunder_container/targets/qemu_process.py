@@ -15,7 +15,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TargetError
+from pytest_thunder_container.errors import TargetError
 
 QEMU = "qemu-system-aarch64"
 RUNDIR_PREFIX = "thunder-qemu-"

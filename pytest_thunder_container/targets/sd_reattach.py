@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from ..errors import TargetError
+from pytest_thunder_container.errors import TargetError
 
 GPFSEL4 = 0x3F200010  # function of GPIO 40-49, 3 bits each
 GPFSEL5 = 0x3F200014  # function of GPIO 50-59

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pexpect
 
-from ..console import Console, Login
-from ..errors import ConsoleError, TargetError
-from ..streams import SerialStream, open_serial
-from ..transcript import Transcript
-from ..transfer import FileTransfer, HostRoute
-from .base import Target
+from pytest_thunder_container.errors import ConsoleError, TargetError
+from pytest_thunder_container.shell.console import Console, Login
+from pytest_thunder_container.shell.transcript import Transcript
+from pytest_thunder_container.shell.transfer import FileTransfer, HostRoute
+from pytest_thunder_container.targets.base import Target
+from pytest_thunder_container.targets.spawn import SerialStream, open_serial
 
 BOOT_TIMEOUT = 180.0  # a power-cycled board to a logged-in prompt, before the timeout factor
 ATTACH_TIMEOUT = 30.0  # an already booted board to a logged-in prompt

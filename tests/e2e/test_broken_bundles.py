@@ -11,11 +11,15 @@ from typing import Any
 import pytest
 from broken_bundles import FAULTS, Fault, broken
 
-from pytest_thunder_container.assess import Assessment, assess_container, static_findings
-from pytest_thunder_container.deploy import ContainerDeployment
-from pytest_thunder_container.oci import adjust_for_thunder, tutorial_config
-from pytest_thunder_container.shell import Shell
-from pytest_thunder_container.thunder import ThunderClient
+from pytest_thunder_container.conformance.assessment import (
+    Assessment,
+    assess_container,
+    static_findings,
+)
+from pytest_thunder_container.oci.config import adjust_for_thunder, tutorial_config
+from pytest_thunder_container.shell.protocol import Shell
+from pytest_thunder_container.thunder.client import ThunderClient
+from pytest_thunder_container.thunder.deploy import ContainerDeployment
 
 CASES = [pytest.param(fault, id=fault.name) for fault in FAULTS]
 

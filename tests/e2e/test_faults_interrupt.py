@@ -19,7 +19,7 @@ import pytest
 from faults.inner import ROOT, InnerRun, WatchedRun, transcript_grows_past
 from faults.leftovers import assert_nothing_left, files_containing
 
-from pytest_thunder_container.imagebuild import reference_image
+from pytest_thunder_container.image.build import reference_image
 
 pytestmark = pytest.mark.e2e
 

@@ -24,13 +24,13 @@ from faults.images import (
 from faults.inner import InnerRun, inner_env, run_inner
 from faults.leftovers import assert_nothing_left, files_containing
 
-from pytest_thunder_container.console import Login
 from pytest_thunder_container.errors import TargetError
-from pytest_thunder_container.imagebuild import reference_image
-from pytest_thunder_container.images import cache_dir, load_image_dir, sha256_file, verify
-from pytest_thunder_container.snapshots import SnapshotStore
+from pytest_thunder_container.image.build import reference_image
+from pytest_thunder_container.image.model import cache_dir, load_image_dir, sha256_file, verify
+from pytest_thunder_container.shell.console import Login
 from pytest_thunder_container.targets.qemu import QemuTarget
 from pytest_thunder_container.targets.qemu_process import MACHINES
+from pytest_thunder_container.targets.snapshots import SnapshotStore
 
 pytestmark = pytest.mark.e2e
 
@@ -299,7 +299,7 @@ def test_a_dying_target_is_reported_and_brought_back_for_the_next_test(tmp_path:
 
 
 LOAD_IMAGE = (
-    "from pytest_thunder_container.imagebuild import reference_image\n"
+    "from pytest_thunder_container.image.build import reference_image\n"
     "print(reference_image().directory)\n"
 )
 

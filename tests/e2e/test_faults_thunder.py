@@ -20,7 +20,7 @@ import pytest
 from faults.inner import ROOT, inner_env, run_inner
 from faults.leftovers import assert_nothing_left, files_containing
 
-from pytest_thunder_container.imagebuild import reference_image
+from pytest_thunder_container.image.build import reference_image
 
 DEVICE = ROOT / "tests" / "unit" / "helpers" / "device.py"
 FACTOR = 0.1  # the console fallback of connect() waits 60 s x factor: keep it short
@@ -33,10 +33,10 @@ import time
 import pytest
 
 from pytest_thunder_container.errors import DeployError
-from pytest_thunder_container.lifecycle import leftovers
-from pytest_thunder_container.probes import find_plugin_hosts
+from pytest_thunder_container.conformance.leftovers import leftovers
+from pytest_thunder_container.conformance.observe import find_plugin_hosts
 from pytest_thunder_container.targets.base import TargetShell
-from pytest_thunder_container.thunder import ThunderError, ThunderUnreachable, connect
+from pytest_thunder_container.thunder.client import ThunderError, ThunderUnreachable, connect
 
 CALLSIGN = "OCDM"
 CONFIG = "/etc/Thunder/config.json"

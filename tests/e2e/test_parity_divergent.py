@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from pytest_thunder_container.assess import ThunderEnvironment
-from pytest_thunder_container.deploy import ContainerDeployment
-from pytest_thunder_container.lifecycle import leftovers
-from pytest_thunder_container.parity import run_parity
-from pytest_thunder_container.parity_diff import ParityResult
-from pytest_thunder_container.scenario import SECTIONS, scenario_for
+from pytest_thunder_container.conformance.assessment import ThunderEnvironment
+from pytest_thunder_container.conformance.leftovers import leftovers
+from pytest_thunder_container.parity.diff import ParityResult
+from pytest_thunder_container.parity.run import run_parity
+from pytest_thunder_container.parity.scenario import SECTIONS, scenario_for
 from pytest_thunder_container.settings import Settings
 from pytest_thunder_container.targets.base import Target
-from pytest_thunder_container.thunder import ThunderClient
+from pytest_thunder_container.thunder.client import ThunderClient
+from pytest_thunder_container.thunder.deploy import ContainerDeployment
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.images import sha256_file
-from pytest_thunder_container.sdbuild import build_sdcard
+from pytest_thunder_container.image.model import sha256_file
+from pytest_thunder_container.image.sdcard_build import build_sdcard
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +91,7 @@ def _run_checks(image: Path, workdir: Path, expect_boot: str, factor: float) -> 
 def test_the_reference_sd_card_boots_from_its_ext4_root(
     tmp_path: Path, pytestconfig: pytest.Config
 ) -> None:
-    from pytest_thunder_container.imagebuild import reference_image
+    from pytest_thunder_container.image.build import reference_image
 
     factor = float(pytestconfig.getoption("thunder_timeout_factor", 1.0))
     image = build_sdcard(reference_image("rpi3"), tmp_path / "sdcard.img")

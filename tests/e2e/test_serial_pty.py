@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.console import Console, Login
-from pytest_thunder_container.imagebuild import reference_image
-from pytest_thunder_container.images import Image
-from pytest_thunder_container.qmp import Qmp
-from pytest_thunder_container.streams import open_serial
+from pytest_thunder_container.image.build import reference_image
+from pytest_thunder_container.image.model import Image
+from pytest_thunder_container.shell.console import Console, Login
+from pytest_thunder_container.shell.transcript import Transcript
+from pytest_thunder_container.shell.transfer import QEMU_USER_NETWORK, FileTransfer
 from pytest_thunder_container.targets.qemu_process import MACHINES, QemuProcess, qemu_binary
-from pytest_thunder_container.transcript import Transcript
-from pytest_thunder_container.transfer import QEMU_USER_NETWORK, FileTransfer
+from pytest_thunder_container.targets.qmp import Qmp
+from pytest_thunder_container.targets.spawn import open_serial
 
 pytestmark = pytest.mark.e2e
 

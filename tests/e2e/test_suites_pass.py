@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.catalogue import load_catalogue
+from pytest_thunder_container.conformance.catalogue import load_catalogue
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container import target_bench
-from pytest_thunder_container.console import Login
-from pytest_thunder_container.imagebuild import reference_image
+from pytest_thunder_container.image.build import reference_image
+from pytest_thunder_container.shell.console import Login
+from pytest_thunder_container.targets import bench as target_bench
 
 pytestmark = pytest.mark.e2e
 

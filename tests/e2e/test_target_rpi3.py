@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.console import Console
-from pytest_thunder_container.lint import lint_config
-from pytest_thunder_container.oci import load_config
+from pytest_thunder_container.conformance.static_rules import lint_config
+from pytest_thunder_container.oci.config import load_config
+from pytest_thunder_container.shell.console import Console
 from pytest_thunder_container.targets.base import Target
 
 pytestmark = pytest.mark.e2e

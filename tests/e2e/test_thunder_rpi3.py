@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_thunder_container.thunder import ThunderClient
+from pytest_thunder_container.thunder.client import ThunderClient
 
 pytestmark = pytest.mark.e2e
 

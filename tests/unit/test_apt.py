@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.apt import (
+from pytest_thunder_container.errors import ImageError
+from pytest_thunder_container.image.apt import (
     LISTS_MAX_AGE,
     AptSource,
     Package,
@@ -21,7 +22,6 @@ from pytest_thunder_container.apt import (
     parse_records,
     require_tools,
 )
-from pytest_thunder_container.errors import ImageError
 
 DEB_CONTENT = b"not really a deb\n"
 SHOW = """Package: linux-image-arm64

@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 from helpers.console_targets import busybox_applets, make_console, shell_env, spawn
 
-from pytest_thunder_container.bench import (
+from pytest_thunder_container.perf.runc_wrapper import (
+    RuncCall,
+    RuncWrapper,
+    container_phases,
+    headline_phases,
+    parse_runc_log,
+    runc_subcommand,
+)
+from pytest_thunder_container.perf.start_latency import (
     CLOCKS,
     BenchError,
     BenchSetup,
@@ -30,17 +38,9 @@ from pytest_thunder_container.bench import (
     stats_of,
     timed,
 )
-from pytest_thunder_container.console import Console
-from pytest_thunder_container.deploy import BundleSpec, ContainerDeployment
-from pytest_thunder_container.runc_wrapper import (
-    RuncCall,
-    RuncWrapper,
-    container_phases,
-    headline_phases,
-    parse_runc_log,
-    runc_subcommand,
-)
-from pytest_thunder_container.thunder import HttpTransport, ThunderClient
+from pytest_thunder_container.shell.console import Console
+from pytest_thunder_container.thunder.client import HttpTransport, ThunderClient
+from pytest_thunder_container.thunder.deploy import BundleSpec, ContainerDeployment
 
 needs_busybox = pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox")
 needs_unshare = pytest.mark.skipif(

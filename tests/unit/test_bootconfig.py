@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_thunder_container.bootconfig import (
+from pytest_thunder_container.errors import ImageError
+from pytest_thunder_container.image.bootconfig import (
     MINI_UART,
     PL011,
     BootConfig,
@@ -14,8 +15,7 @@ from pytest_thunder_container.bootconfig import (
     root_argument,
     root_partition,
 )
-from pytest_thunder_container.errors import ImageError
-from pytest_thunder_container.partitions import Partition, PartitionTable
+from pytest_thunder_container.image.partitions import Partition, PartitionTable
 
 FIRMWARE_ALIASES = {"serial0": MINI_UART, "serial1": PL011}  # bcm2710-rpi-3-b.dtb
 MAINLINE_ALIASES = {"serial0": PL011, "serial1": MINI_UART}  # bcm2837-rpi-3-b.dtb

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.catalogue import (
+from pytest_thunder_container.conformance.catalogue import (
     CatalogueError,
     Requirement,
     load_catalogue,
     parse_catalogue,
 )
-from pytest_thunder_container.lint import STATIC_RULES
+from pytest_thunder_container.conformance.static_rules import STATIC_RULES
 
 
 def _ids(area: str, count: int) -> list[str]:
@@ -93,7 +93,11 @@ def test_runtime_only_requirements_are_marked_so(catalogue) -> None:
 
 
 def test_ids_are_unique_in_the_toml_itself() -> None:
-    text = resources.files("pytest_thunder_container").joinpath("requirements.toml").read_text()
+    text = (
+        resources.files("pytest_thunder_container.conformance")
+        .joinpath("requirements.toml")
+        .read_text()
+    )
     ids = [entry["id"] for entry in tomllib.loads(text)["requirement"]]
     assert len(ids) == len(set(ids))
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from pytest_thunder_container.catalogue import load_catalogue
-from pytest_thunder_container.checks import (
+from pytest_thunder_container.conformance.catalogue import load_catalogue
+from pytest_thunder_container.conformance.observe import Observation, observation_from_dict
+from pytest_thunder_container.conformance.runtime.table import (
     ELSEWHERE,
     OUTCOMES,
     RUNTIME_CHECKS,
@@ -20,7 +21,6 @@ from pytest_thunder_container.checks import (
     run_check,
 )
 from pytest_thunder_container.errors import ThunderContainerError
-from pytest_thunder_container.probes import Observation, observation_from_dict
 
 OBSERVATIONS = Path(__file__).parent / "data" / "observations"
 BUNDLE = "/usr/share/Thunder/OCDM/Container"

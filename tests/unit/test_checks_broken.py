@@ -22,7 +22,7 @@ from test_checks import (
     recording,
 )
 
-from pytest_thunder_container.checks import RUNTIME_CHECKS, PluginCall
+from pytest_thunder_container.conformance.runtime.table import RUNTIME_CHECKS, PluginCall
 
 Breakage = Callable[[dict[str, Any]], None]
 

@@ -15,7 +15,7 @@ from test_checks import (
     recording,
 )
 
-from pytest_thunder_container.checks import PluginCall
+from pytest_thunder_container.conformance.runtime.table import PluginCall
 
 
 def outcome(data: dict[str, Any], requirement: str) -> tuple[str, str]:

@@ -6,8 +6,8 @@ import json
 import shlex
 from pathlib import Path
 
-from pytest_thunder_container import procfs
-from pytest_thunder_container.probes import (
+from pytest_thunder_container.conformance import procfs
+from pytest_thunder_container.conformance.observe import (
     Probe,
     inside_script,
     observation_from_dict,

@@ -22,8 +22,8 @@ from helpers.console_targets import (
     spawn,
 )
 
-from pytest_thunder_container.console import Console, Login
 from pytest_thunder_container.errors import CommandFailed, ConsoleError, TargetCrashed
+from pytest_thunder_container.shell.console import Console, Login
 
 SEQ_20000 = "\n".join(str(n) for n in range(1, 20001))
 

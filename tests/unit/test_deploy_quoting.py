@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from helpers.console_targets import make_console, shell_env, spawn
 
-from pytest_thunder_container import deploy
-from pytest_thunder_container.console import Console
-from pytest_thunder_container.deploy import BundleSpec, ContainerDeployment
+from pytest_thunder_container.shell.console import Console
+from pytest_thunder_container.thunder import deploy
+from pytest_thunder_container.thunder.deploy import BundleSpec, ContainerDeployment
 
 
 class StillThunder:

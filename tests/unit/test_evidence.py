@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from pytest_thunder_container.errors import ThunderContainerError
-from pytest_thunder_container.evidence import (
+from pytest_thunder_container.plugin.evidence import (
     Evidence,
     evidence_directory,
     parse_evidence_property,
 )
-from pytest_thunder_container.report import EvidenceFile
+from pytest_thunder_container.report.certification import EvidenceFile
 
 pytest_plugins = ["pytester"]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container import cli
-from pytest_thunder_container.apt import Package
+from pytest_thunder_container.cli import main as cli
 from pytest_thunder_container.errors import ImageError
-from pytest_thunder_container.imagebuild import (
+from pytest_thunder_container.image.apt import Package
+from pytest_thunder_container.image.build import (
     ARTIFACT_FILES,
     build_lock,
     build_manifest,
@@ -25,7 +25,7 @@ from pytest_thunder_container.imagebuild import (
     latest_built,
     resolve_packages,
 )
-from pytest_thunder_container.images import Recipe, load_recipe, verify
+from pytest_thunder_container.image.model import Recipe, load_recipe, verify
 
 
 class FakeSource:
@@ -142,8 +142,8 @@ LOCKED_BUILDER = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from test_imagebuild import FakeBuild, FakeSource
-    from pytest_thunder_container.imagebuild import ensure_image
-    from pytest_thunder_container.images import load_recipe
+    from pytest_thunder_container.image.build import ensure_image
+    from pytest_thunder_container.image.model import load_recipe
 
     cache = Path(sys.argv[1])
 
@@ -185,7 +185,7 @@ def test_the_lock_makes_a_second_process_wait_and_reuse(tmp_path: Path) -> None:
 
 
 def test_cli_build_prints_the_directory_last(monkeypatch, tmp_path: Path, capsys) -> None:
-    from pytest_thunder_container import imagebuild
+    from pytest_thunder_container.image import build as imagebuild
 
     build = FakeBuild()
 

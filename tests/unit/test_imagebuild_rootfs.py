@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.apt import Package
 from pytest_thunder_container.errors import ImageError
-from pytest_thunder_container.imagebuild import build_image
-from pytest_thunder_container.images import PackageRule, Recipe, load_recipe
-from pytest_thunder_container.rootfs import (
+from pytest_thunder_container.image.apt import Package
+from pytest_thunder_container.image.build import build_image
+from pytest_thunder_container.image.model import PackageRule, Recipe, load_recipe
+from pytest_thunder_container.image.rootfs import (
     check_python_imports,
     copy_tree,
     patch_dtb,

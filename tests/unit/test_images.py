@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_thunder_container.errors import ImageError
-from pytest_thunder_container.images import (
+from pytest_thunder_container.image.model import (
     Image,
     cache_dir,
     image_identity,

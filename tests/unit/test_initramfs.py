@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pytest_thunder_container.errors import ImageError
-from pytest_thunder_container.initramfs import (
+from pytest_thunder_container.image.initramfs import (
     Entry,
     compress,
     ordered,

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from pytest_thunder_container.bench import CLOCKS, Benchmark
 from pytest_thunder_container.errors import ThunderContainerError
-from pytest_thunder_container.latency_report import (
+from pytest_thunder_container.perf.latency_report import (
     LATENCY_JSON,
     TargetFacts,
     merge_latency,
     perf_verdict,
     target_record,
 )
-from pytest_thunder_container.runc_wrapper import RuncCall
+from pytest_thunder_container.perf.runc_wrapper import RuncCall
+from pytest_thunder_container.perf.start_latency import CLOCKS, Benchmark
 
 EMULATED = TargetFacts("rpi3", "rpi3", True, "ab" * 32, "R5", "OCDM")
 HARDWARE = TargetFacts("serial-ttyUSB0", "serial-ttyUSB0", False, None, "R4.4", "OCDM")

@@ -12,19 +12,19 @@ from typing import Any
 
 import pytest
 
-from pytest_thunder_container import cli
-from pytest_thunder_container.catalogue import load_catalogue
-from pytest_thunder_container.errors import ThunderContainerError
-from pytest_thunder_container.lint import (
+from pytest_thunder_container.cli import main as cli
+from pytest_thunder_container.cli.lint import add_arguments
+from pytest_thunder_container.conformance.catalogue import load_catalogue
+from pytest_thunder_container.conformance.static_rules import (
     STATIC_RULES,
     LintContext,
     check_config,
     lint_config,
     run_rule,
 )
-from pytest_thunder_container.lintcli import add_arguments
-from pytest_thunder_container.oci import adjust_for_thunder, load_config, tutorial_config
-from pytest_thunder_container.schema import DEBIAN_SCHEMA_DIR, SchemaUnavailable
+from pytest_thunder_container.errors import ThunderContainerError
+from pytest_thunder_container.oci.config import adjust_for_thunder, load_config, tutorial_config
+from pytest_thunder_container.oci.schema import DEBIAN_SCHEMA_DIR, SchemaUnavailable
 
 DATA = Path(__file__).parent / "data"
 RUNC_SPEC_V1 = DATA / "runc-1.1.5-spec-cgroupv1-host.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_thunder_container.errors import ThunderContainerError
-from pytest_thunder_container.oci import (
+from pytest_thunder_container.oci.config import (
     EnvEntry,
     adjust_for_thunder,
     communicator_path,
@@ -88,7 +88,9 @@ def test_dump_config_round_trips() -> None:
 
 
 def test_tutorial_config_is_the_package_data_verbatim() -> None:
-    packaged = resources.files("pytest_thunder_container").joinpath("data", "tutorial-config.json")
+    packaged = resources.files("pytest_thunder_container.oci").joinpath(
+        "data", "tutorial-config.json"
+    )
     assert packaged.read_text() == (DATA / "tutorial-config.json").read_text()
     assert tutorial_config() == json.loads(packaged.read_text())
 

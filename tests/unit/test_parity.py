@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 from helpers.console_targets import make_console, shell_env, spawn
 
-from pytest_thunder_container.deploy import BundleSpec, ContainerDeployment
-from pytest_thunder_container.lifecycle import Leftovers
-from pytest_thunder_container.parity import run_parity
-from pytest_thunder_container.parity_diff import compare, side_by_side, structural_diff
-from pytest_thunder_container.probes import PluginHost
-from pytest_thunder_container.scenario import (
+from pytest_thunder_container.conformance.leftovers import Leftovers
+from pytest_thunder_container.conformance.observe import PluginHost
+from pytest_thunder_container.parity.diff import compare, side_by_side, structural_diff
+from pytest_thunder_container.parity.run import run_parity
+from pytest_thunder_container.parity.scenario import (
     VOLATILE,
     Exchange,
     Problem,
@@ -37,7 +36,8 @@ from pytest_thunder_container.scenario import (
     scenario_for,
     values_at,
 )
-from pytest_thunder_container.thunder import HttpTransport, ThunderClient
+from pytest_thunder_container.thunder.client import HttpTransport, ThunderClient
+from pytest_thunder_container.thunder.deploy import BundleSpec, ContainerDeployment
 
 REFERENCE_TESTS = Path(__file__).resolve().parents[1] / "reference"
 GOOD = 'callsign = "Demo"\n[[call]]\nmethod = "Demo.1.list"\nsave = "list"\n'

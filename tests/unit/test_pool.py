@@ -17,8 +17,8 @@ import pytest
 from helpers.console_targets import FAKE_LOGIN, device, shell_env
 
 from pytest_thunder_container.errors import TargetError
-from pytest_thunder_container.pool import claim_target, lock_dir, lock_path, worker_index
 from pytest_thunder_container.settings import TargetSpec, parse_targets
+from pytest_thunder_container.targets.pool import claim_target, lock_dir, lock_path, worker_index
 
 BOARDS = parse_targets("serial:/dev/ttyUSB0|serial:/dev/ttyUSB1|rfc2217://10.0.0.5:4000")
 
@@ -27,7 +27,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from pytest_thunder_container.pool import claim_target
+    from pytest_thunder_container.targets.pool import claim_target
     from pytest_thunder_container.settings import parse_targets
     claim = claim_target(parse_targets(sys.argv[1]), worker=sys.argv[2],
                          directory=Path(sys.argv[3]), wait=30)

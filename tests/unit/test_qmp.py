@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_thunder_container.errors import TargetError
-from pytest_thunder_container.qmp import Qmp
+from pytest_thunder_container.targets.qmp import Qmp
 
 QEMU = shutil.which("qemu-system-aarch64")
 pytestmark = pytest.mark.skipif(QEMU is None, reason="qemu-system-aarch64 not installed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_thunder_container.catalogue import load_catalogue
+from pytest_thunder_container.conformance.catalogue import load_catalogue
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

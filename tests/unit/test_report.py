@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.allure_files import (
+from pytest_thunder_container.conformance.catalogue import Catalogue, parse_catalogue
+from pytest_thunder_container.report.allure import (
     CATEGORIES,
     allure_categories,
     categorise,
     environment_properties,
 )
-from pytest_thunder_container.catalogue import Catalogue, parse_catalogue
-from pytest_thunder_container.report import (
+from pytest_thunder_container.report.certification import (
     SCHEMA_VERSION,
     CheckResult,
     EvidenceFile,
@@ -31,7 +31,7 @@ from pytest_thunder_container.report import (
     requirement_result,
     write_report,
 )
-from pytest_thunder_container.report_html import render_html
+from pytest_thunder_container.report.html import render_html
 
 CATALOGUE_TOML = """
 [areas]
@@ -497,7 +497,7 @@ def test_html_keeps_emulated_and_hardware_figures_apart(catalogue: Catalogue) ->
         ("pytest_thunder_container.errors.ConsoleError: no prompt", "infrastructure"),
         ("ImageError: missing dtb", "infrastructure"),
         (
-            "pytest_thunder_container.jsonrpc_transport.ThunderUnreachable: refused",
+            "pytest_thunder_container.thunder.transport.ThunderUnreachable: refused",
             "infrastructure",
         ),
         ("RuntimeError: runc list did not finish within 10 s", "infrastructure"),

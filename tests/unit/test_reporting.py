@@ -51,7 +51,7 @@ checks = "runtime"
 FACTS_CONFTEST = """
 import os
 import pytest
-from pytest_thunder_container.reporting import record_facts
+from pytest_thunder_container.plugin.reporting import record_facts
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -64,7 +64,7 @@ def fake_target(pytestconfig):
 
 PERF_TEST = """
 import pytest
-from pytest_thunder_container.reporting import not_applicable
+from pytest_thunder_container.plugin.reporting import not_applicable
 
 @pytest.mark.requirement("TC-PERF-001")
 def test_start_latency(thunder_settings):
@@ -399,7 +399,7 @@ def test_record_facts_needs_a_target(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_facts="""
         import pytest
-        from pytest_thunder_container.reporting import record_facts
+        from pytest_thunder_container.plugin.reporting import record_facts
 
         def test_facts(pytestconfig):
             with pytest.raises(ValueError, match="need a 'target'"):
@@ -448,7 +448,7 @@ def test_allure_environment_and_categories_are_written_once_by_the_controller(
     pytester.makeconftest(
         FACTS_CONFTEST
         + """
-import pytest_thunder_container.reporting as reporting
+import pytest_thunder_container.plugin.reporting as reporting
 _write = reporting.write_atomically
 
 def _logged(path, text):

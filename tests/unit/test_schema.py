@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.oci import load_config, tutorial_config
-from pytest_thunder_container.schema import (
+from pytest_thunder_container.oci.config import load_config, tutorial_config
+from pytest_thunder_container.oci.schema import (
     DEBIAN_PACKAGE,
     DEBIAN_SCHEMA_DIR,
     SKIPPED_MESSAGE,

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from helpers.sdcards import ARM64_KERNEL, dtb, needs_card_tools
 
-from pytest_thunder_container.images import Image
-from pytest_thunder_container.initramfs import Entry, write_newc
-from pytest_thunder_container.partitions import read_partition_table
-from pytest_thunder_container.sdbuild import (
+from pytest_thunder_container.image.initramfs import Entry, write_newc
+from pytest_thunder_container.image.model import Image
+from pytest_thunder_container.image.partitions import read_partition_table
+from pytest_thunder_container.image.sdcard import load_sdcard
+from pytest_thunder_container.image.sdcard_build import (
     CMDLINE,
     add_arguments,
     build_sdcard,
@@ -22,7 +23,6 @@ from pytest_thunder_container.sdbuild import (
     plan_layout,
     read_newc,
 )
-from pytest_thunder_container.sdcard import load_sdcard
 
 MIB = 1 << 20
 TREE = [

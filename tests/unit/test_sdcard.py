@@ -25,10 +25,10 @@ from helpers.sdcards import (
 )
 
 from pytest_thunder_container.errors import ImageError
-from pytest_thunder_container.images import sha256_file
+from pytest_thunder_container.image.model import sha256_file
+from pytest_thunder_container.image.partitions import filesystem_of, read_partition_table
+from pytest_thunder_container.image.sdcard import card_size, check_sdcard_file, load_sdcard
 from pytest_thunder_container.inputs import check_inputs
-from pytest_thunder_container.partitions import filesystem_of, read_partition_table
-from pytest_thunder_container.sdcard import card_size, check_sdcard_file, load_sdcard
 from pytest_thunder_container.settings import (
     Settings,
     SettingsError,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from helpers.console_targets import FAKE_LOGIN, busybox_applets, device, shell_env
 
-from pytest_thunder_container.console import Login
 from pytest_thunder_container.errors import ConsoleError, TargetError
-from pytest_thunder_container.streams import open_serial
+from pytest_thunder_container.shell.console import Login
 from pytest_thunder_container.targets.serial import SerialTarget
+from pytest_thunder_container.targets.spawn import open_serial
 
 PASSWORD = "s3cret-Pa55"
 LOGIN = Login("root", PASSWORD)

@@ -15,9 +15,9 @@ import pytest
 from helpers.console_targets import device, make_console, shell_env
 from pexpect.spawnbase import SpawnBase
 
-from pytest_thunder_container.console import Console
 from pytest_thunder_container.errors import ConsoleError, TargetError
-from pytest_thunder_container.streams import connect_unix_socket, open_serial
+from pytest_thunder_container.shell.console import Console
+from pytest_thunder_container.targets.spawn import connect_unix_socket, open_serial
 
 # pyserial's rfc2217 client still calls Thread.setDaemon().
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:serial.rfc2217")

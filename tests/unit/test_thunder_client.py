@@ -22,7 +22,7 @@ from thunder_payloads import (
 )
 
 from pytest_thunder_container.errors import ThunderContainerError
-from pytest_thunder_container.thunder import (
+from pytest_thunder_container.thunder.client import (
     HttpTransport,
     ThunderClient,
     ThunderError,

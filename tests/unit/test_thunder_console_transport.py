@@ -15,8 +15,8 @@ import pytest
 from thunder_payloads import OCDM_CONFIGURATION, R4_4, R5, ReplayThunder
 
 from pytest_thunder_container.errors import ConsoleError, ThunderContainerError
-from pytest_thunder_container.shell import CommandResult
-from pytest_thunder_container.thunder import (
+from pytest_thunder_container.shell.protocol import CommandResult
+from pytest_thunder_container.thunder.client import (
     ConsoleTransport,
     ThunderClient,
     ThunderError,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_thunder_container.transcript import Transcript, strip_terminal_codes
+from pytest_thunder_container.shell.transcript import Transcript, strip_terminal_codes
 
 
 def test_both_directions_are_kept_verbatim_and_in_order(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_bytes_are_on_disk_at_once_and_survive_a_killed_process(tmp_path: Path) 
     # A process that dies without any cleanup loses nothing it recorded.
     script = (
         "import os, signal, sys; from pathlib import Path;"
-        "from pytest_thunder_container.transcript import Transcript;"
+        "from pytest_thunder_container.shell.transcript import Transcript;"
         "t = Transcript(Path(sys.argv[1])); t.received(b'-second'); t.sent(b'-third');"
         "os.kill(os.getpid(), signal.SIGKILL)"
     )

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from helpers.console_targets import busybox_applets, make_console, shell_env, spawn
 
-from pytest_thunder_container.console import Console
 from pytest_thunder_container.errors import TargetError
-from pytest_thunder_container.oneshot_server import OneShotServer
+from pytest_thunder_container.shell.console import Console
+from pytest_thunder_container.shell.http_drop import OneShotServer
+from pytest_thunder_container.shell.transfer import FileTransfer, HostRoute
 from pytest_thunder_container.targets.base import Target
-from pytest_thunder_container.transfer import FileTransfer, HostRoute
 
 pytestmark = pytest.mark.skipif(
     shutil.which("busybox") is None, reason="busybox is not installed (apt-get install busybox)"

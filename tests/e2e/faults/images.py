@@ -8,9 +8,9 @@ import random
 import shutil
 from pathlib import Path
 
-from pytest_thunder_container.imagebuild import reference_image
-from pytest_thunder_container.images import Image
-from pytest_thunder_container.initramfs import Entry, compress, write_newc
+from pytest_thunder_container.image.build import reference_image
+from pytest_thunder_container.image.initramfs import Entry, compress, write_newc
+from pytest_thunder_container.image.model import Image
 
 KERNEL = "Image"
 DTB = "bcm2837-rpi-3-b.dtb"

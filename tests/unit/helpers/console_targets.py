@@ -13,8 +13,8 @@ import pexpect
 import pytest
 from pexpect.spawnbase import SpawnBase
 
-from pytest_thunder_container.console import Console, Login
-from pytest_thunder_container.transcript import Transcript
+from pytest_thunder_container.shell.console import Console, Login
+from pytest_thunder_container.shell.transcript import Transcript
 
 HELPERS = Path(__file__).parent
 DEVICE = [sys.executable, str(HELPERS / "device.py")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_thunder_container.partitions import SECTOR
+from pytest_thunder_container.image.partitions import SECTOR
 
 MIB = 1 << 20
 BOOT_START = 1 * MIB

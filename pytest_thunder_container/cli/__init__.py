@@ -1,0 +1,1 @@
+"""The `thunder-container` command line."""

@@ -1,0 +1,49 @@
+"""The `thunder-container` command: image build, lint, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pytest_thunder_container.errors import ThunderContainerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thunder-container",
+        description="Conformance tooling for Thunder plugins in runc containers.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    image = sub.add_parser("image", help="build or inspect target images")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    from pytest_thunder_container.image import build as imagebuild
+
+    imagebuild.add_arguments(image_sub)
+    from pytest_thunder_container.image import sdcard_build as sdbuild
+
+    sdbuild.add_arguments(image_sub)
+
+    lint = sub.add_parser("lint", help="check an OCI config.json against the Thunder rules")
+    from pytest_thunder_container.cli import lint as lintcli
+
+    lintcli.add_arguments(lint)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ThunderContainerError as error:
+        print(f"thunder-container: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("thunder-container: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

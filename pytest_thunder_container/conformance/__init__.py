@@ -1,0 +1,1 @@
+"""The requirement catalogue, the static rules, the observation of a host and its assessment."""

@@ -1,0 +1,1 @@
+"""The runtime checks: one verdict per requirement ID, judged from one observation."""

@@ -1,0 +1,1 @@
+"""What to boot: the image model, the reference image builder, SD card images."""

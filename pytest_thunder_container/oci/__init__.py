@@ -1,0 +1,1 @@
+"""The OCI config.json: its model and the official runtime-spec schema."""

@@ -1,0 +1,1 @@
+"""Parity of Container with Local mode: scenarios as data, the runs, the comparison."""

@@ -1,0 +1,1 @@
+"""Start latency on the target's clock: the benchmark, the runc wrapper, the latency report."""

@@ -1,0 +1,1 @@
+"""pytest glue: options, fixtures, the requirement marker, evidence and the report hooks."""

@@ -1,0 +1,1 @@
+"""The certification report (JSON + HTML) and the files allure reads."""
