@@ -289,3 +289,20 @@ def thunder_trees(
         line: thunder_tree(line, mirror=mirror, progress=progress, rebuild=rebuild)
         for line in lines
     }
+
+
+def collisions(first: Path, second: Path) -> list[str]:
+    """Paths both runtime trees hold with different contents (same files, e.g. libz, are fine)."""
+    clashes = []
+    for path in sorted(first.rglob("*")):
+        rel = path.relative_to(first)
+        other = second / rel
+        if path.is_dir() or not (other.exists() or other.is_symlink()):
+            continue
+        if path.is_symlink() or other.is_symlink():
+            same = path.is_symlink() and other.is_symlink() and path.readlink() == other.readlink()
+        else:
+            same = path.read_bytes() == other.read_bytes()
+        if not same:
+            clashes.append(rel.as_posix())
+    return clashes

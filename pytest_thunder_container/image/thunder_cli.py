@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from .thunder_build import thunder_trees
+from .thunder_build import collisions, thunder_trees
 
 LINES = {"R5": ("R5",), "R4.4": ("R4.4",), "all": ("R5", "R4.4")}
 
@@ -18,6 +19,9 @@ def _build_command(args: argparse.Namespace) -> int:
             f"{tree.line} {manifest['version']} {manifest['files']} files "
             f"{manifest['size_bytes'] / 2**20:.1f} MiB {tree.root}"
         )
+    if len(trees) == 2:
+        clashes = collisions(trees["R5"].root, trees["R4.4"].root)
+        print(f"paths both trees hold differently: {clashes or 'none'}", file=sys.stderr)
     return 0
 
 

@@ -17,6 +17,7 @@ from pytest_thunder_container.image.thunder_build import (
     build_manifest,
     cache_key,
     check_entry,
+    collisions,
     relative_links,
     thunder_tree,
 )
@@ -277,3 +278,11 @@ def test_configs_get_port_binding_communicator_and_clearkey_checked(tmp_path: Pa
     (plugins / "OCDM.json").write_text(json.dumps(ocdm))
     with pytest.raises(ImageError, match="lists no ClearKey system"):
         configure_tree(tmp_path, line)
+
+
+def test_collisions_are_paths_with_different_contents(tmp_path: Path) -> None:
+    for tree, drm in (("r5", "a"), ("r44", "b")):
+        (tmp_path / tree / "lib").mkdir(parents=True)
+        (tmp_path / tree / "lib" / "libz.so.1").write_text("same")
+        (tmp_path / tree / "lib" / "libocdm.so").write_text(drm)
+    assert collisions(tmp_path / "r5", tmp_path / "r44") == ["lib/libocdm.so"]
