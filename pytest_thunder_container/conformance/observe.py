@@ -10,7 +10,11 @@ from typing import Any
 
 from pytest_thunder_container.shell.protocol import Shell
 
-HOST_NAMES = ("ThunderPlugin", "WPEProcess")
+# The hosts are found in the thunder layer (deployment needs them); probes and callers import here.
+from pytest_thunder_container.thunder.hosts import HOST_NAMES as HOST_NAMES
+from pytest_thunder_container.thunder.hosts import PluginHost as PluginHost
+from pytest_thunder_container.thunder.hosts import find_plugin_hosts as find_plugin_hosts
+
 NAMESPACES = ("pid", "net", "ipc", "uts", "mnt", "cgroup", "user")
 MASKED_PATHS = (
     "/proc/kcore",
@@ -35,22 +39,6 @@ SECTION = "@@tc-section "
 # Opening for writing without writing anything (`: > f`) proves a mount is read-only (EROFS) and
 # changes nothing when it is not: no kernel setting is ever written by a probe.
 WRITE_PROBES = {"sysfs": "/sys/class/net/lo/mtu", "cgroup": "/sys/fs/cgroup/cgroup.procs"}
-
-
-@dataclass(frozen=True)
-class PluginHost:
-    """A Thunder plugin host process (ThunderPlugin in R5, WPEProcess in R4.4)."""
-
-    pid: int
-    name: str
-    argv: tuple[str, ...]
-
-    def option(self, flag: str) -> str | None:
-        """The value after `flag` in the host's argv (e.g. -C callsign, -r connector)."""
-        for index, arg in enumerate(self.argv[:-1]):
-            if arg == flag:
-                return self.argv[index + 1].strip('"')
-        return None
 
 
 @dataclass(frozen=True)
@@ -92,7 +80,11 @@ def observation_from_dict(data: dict[str, Any]) -> Observation:
     }
     return Observation(
         callsign=data["callsign"],
-        host=PluginHost(host["pid"], host["name"], tuple(host["argv"])) if host else None,
+        host=(
+            PluginHost(host["pid"], host["name"], tuple(host["argv"]), host.get("binary", ""))
+            if host
+            else None
+        ),
         outside=probes["outside"],
         inside=probes["inside"],
         tmp_probe_seen_outside=data.get("tmp_probe_seen_outside"),
@@ -115,27 +107,6 @@ def split_sections(output: str) -> dict[str, str]:
     if name is not None:
         sections[name] = "\n".join(lines)
     return sections
-
-
-def find_plugin_hosts(shell: Shell, callsign: str) -> list[PluginHost]:
-    """Every plugin host whose argv says `-C <callsign>` (found by name, as real Thunder's are)."""
-    names = "|".join(HOST_NAMES)
-    script = (
-        f"for f in $(grep -l -x -E '{names}' /proc/[0-9]*/comm 2>/dev/null); do "
-        'd=${f%/comm}; n=$(cat "$f" 2>/dev/null) || continue; '
-        'a=$(tr "\\000" "\\037" < "$d/cmdline" 2>/dev/null) || continue; '
-        'printf "%s\\t%s\\t%s\\n" "${d#/proc/}" "$n" "$a"; done'
-    )
-    result = shell.run(script)
-    hosts = []
-    for line in result.stdout.splitlines():
-        parts = line.split("\t")
-        if len(parts) != 3 or not parts[0].isdigit():
-            continue
-        host = PluginHost(int(parts[0]), parts[1], tuple(a for a in parts[2].split("\x1f") if a))
-        if host.option("-C") == callsign:
-            hosts.append(host)
-    return hosts
 
 
 def _section(name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def host_argv(observation: Observation) -> PluginHost:
     host = host_of(observation)
     cmdline = section(observation, "cmdline")
     argv = tuple(line for line in cmdline.splitlines() if line)
-    return PluginHost(host.pid, host.name, argv or host.argv)
+    return PluginHost(host.pid, host.name, argv or host.argv, host.binary)
 
 
 def probe_file(observation: Observation) -> str | None:
@@ -190,6 +191,9 @@ def probe_file(observation: Observation) -> str | None:
 
 
 def who(observation: Observation) -> str:
-    """`ThunderPlugin (pid 235)`: the host as messages name it."""
+    """`ThunderPlugin-5.3.0 'OCDM' (pid 235)`: the host's binary and comm as messages name it."""
     host = host_of(observation)
-    return f"{host.name} (pid {host.pid})"
+    binary = posixpath.basename(host.binary) if host.binary else ""
+    if not binary or binary == host.name:
+        return f"{host.name} (pid {host.pid})"
+    return f"{binary} {host.name!r} (pid {host.pid})"
