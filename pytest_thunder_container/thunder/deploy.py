@@ -12,9 +12,16 @@ from typing import Any
 from pytest_thunder_container.errors import DeployError, ThunderContainerError
 from pytest_thunder_container.oci.config import dump_config
 from pytest_thunder_container.shell.protocol import Shell
+from pytest_thunder_container.thunder.bundle_paths import (
+    SearchPaths,
+    bundles_with_config,
+    from_daemon_config,
+    from_host_argv,
+    read_daemon_config,
+)
 from pytest_thunder_container.thunder.client import ThunderClient
+from pytest_thunder_container.thunder.hosts import find_plugin_hosts
 
-DEFAULT_BUNDLE_DIR = "/usr/share/Thunder/{callsign}/Container"
 ACTIVATION_TIMEOUT = 120.0  # a container start is runc create + exec + a host announce
 SWITCH_TIMEOUT = 60.0
 RUNC = "/usr/bin/runc"  # real Thunder calls runc by this path
@@ -49,13 +56,14 @@ class BundleSpec:
     """What to deploy for one callsign."""
 
     callsign: str
-    directory: str
+    directory: str  # "": Thunder's data path for the plugin, read off Thunder at deploy time
     config: dict[str, Any]
     rootfs_tar: Path | None = None  # None: a copy of the target's own root
 
     @staticmethod
     def default_directory(callsign: str) -> str:
-        return DEFAULT_BUNDLE_DIR.format(callsign=callsign)
+        """No fixed place: the deployment asks Thunder where it looks (see bundle_paths)."""
+        return ""
 
 
 class ContainerDeployment:
@@ -74,6 +82,8 @@ class ContainerDeployment:
         self._written = 0
         self._created: str | None = None  # the topmost directory this deployment made
         self._backup: str | None = None  # a bundle that was there before, moved aside
+        self._bundle = spec.directory
+        self.search_paths: SearchPaths | None = None
 
     @property
     def callsign(self) -> str:
@@ -81,12 +91,22 @@ class ContainerDeployment:
 
     @property
     def bundle(self) -> str:
-        return self.spec.directory
+        return self._bundle
 
     def deploy(self) -> None:
         """Check the target, remember the plugin's configuration, place rootfs and config.json."""
         self.original_configuration = self.thunder.configuration(self.callsign)
         self.original_state = self.thunder.state(self.callsign)
+        self.search_paths = self.find_search_paths()
+        if not self._bundle:
+            if self.search_paths is None:
+                raise DeployError(
+                    f"can't tell where Thunder looks for {self.callsign}'s bundle: no plugin "
+                    f"host with -C {self.callsign} runs and no Thunder config.json is readable "
+                    "(fix: --thunder-bundle-dir=<datapath>/<classname>/Container)"
+                )
+            self._bundle = self.search_paths.default_bundle()
+        self._refuse_shadowed_bundle()
         self._preflight()
         self._place_rootfs()
         self.write_config(self.config, label="deployed")
@@ -103,8 +123,58 @@ class ContainerDeployment:
         return kept
 
     def use_container(self, timeout: float = ACTIVATION_TIMEOUT) -> None:
-        """Deactivate, set root.mode Container, activate; DeployError says what Thunder said."""
+        """Deactivate, set root.mode Container, activate; DeployError says what Thunder said.
+
+        The bundle must be the first on Thunder's search path holding a config.json (TC-CFG-005):
+        R4.4 dies when none is found, and another one found first would run instead of ours.
+        """
+        if self.search_paths is not None:
+            if self.search_paths.index_of(self.bundle) is None:
+                raise DeployError(
+                    f"the bundle {self.bundle} is not on Thunder's search path for "
+                    f"{self.callsign}: {self.search_paths.describe()} "
+                    "(fix: --thunder-bundle-dir=<one of those>)"
+                )
+            self._refuse_shadowed_bundle()
         self._switch("Container", timeout)
+
+    def find_search_paths(self) -> SearchPaths | None:
+        """Where Thunder looks: the running host's -v/-p/-d, else Thunder's config.json."""
+        for host in find_plugin_hosts(self.shell, self.callsign):
+            found = from_host_argv(self.callsign, host.argv, self.original_configuration)
+            if found is not None:
+                return found
+        daemon = read_daemon_config(self.shell)
+        if daemon is None:
+            return None
+        path, document = daemon
+        try:
+            entry = self.thunder.status(self.callsign)
+        except ThunderContainerError:
+            entry = {}
+        classname = entry.get("classname")
+        return from_daemon_config(
+            self.callsign,
+            classname if isinstance(classname, str) and classname else self.callsign,
+            document,
+            f"{path} on the target",
+            {**entry, "configuration": self.original_configuration or {}},
+        )
+
+    def _refuse_shadowed_bundle(self) -> None:
+        """DeployError when a config.json earlier on the search path would win over ours."""
+        if self.search_paths is None:
+            return
+        index = self.search_paths.index_of(self.bundle)
+        earlier = self.search_paths.bundles[:index] if index is not None else ()
+        shadowing = bundles_with_config(self.shell, earlier)
+        if shadowing:
+            raise DeployError(
+                f"{shadowing[0]}/config.json exists and Thunder looks there before "
+                f"{self.bundle}, so that bundle would run instead of the deployed one "
+                f"(search path: {self.search_paths.describe()}; fix: remove {shadowing[0]} "
+                f"or deploy there with --thunder-bundle-dir={shadowing[0]})"
+            )
 
     def use_local(self, timeout: float = ACTIVATION_TIMEOUT) -> None:
         self._switch("Local", timeout)
