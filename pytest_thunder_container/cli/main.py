@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sdbuild.add_arguments(image_sub)
 
+    thunder = sub.add_parser("thunder", help="cross-build real Thunder for the reference image")
+    from pytest_thunder_container.image import thunder_cli
+
+    thunder_cli.add_arguments(thunder.add_subparsers(dest="thunder_command", required=True))
+
     lint = sub.add_parser("lint", help="check an OCI config.json against the Thunder rules")
     from pytest_thunder_container.cli import lint as lintcli
 

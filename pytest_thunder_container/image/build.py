@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import io
 import json
-import os
 import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +23,7 @@ from pytest_thunder_container.image.apt import (
     extract,
     require_tools,
 )
+from pytest_thunder_container.image.cache_lock import build_lock, print_to_stderr
 from pytest_thunder_container.image.initramfs import Entry, compress, tree_entries, write_newc
 from pytest_thunder_container.image.model import (
     Image,
@@ -49,18 +46,21 @@ from pytest_thunder_container.image.rootfs import (
     precompile,
     select_files,
 )
+from pytest_thunder_container.image.thunder_build import ThunderTree, thunder_trees
 
 BUILDER_VERSION = "1"
-LOCK_TIMEOUT = 1800.0
 ARTIFACT_FILES = {"kernel": KERNEL_FILE, "dtb": DTB_FILE, "initrd": "initrd.img"}
 DEVICE_NODES = (Entry.char_device("dev/console", 5, 1),)
 
 Progress = Callable[[str], None]
-Build = Callable[[Recipe, Mapping[str, Package], PackageSource, str, Path, Progress], Path]
+Trees = Mapping[str, ThunderTree]
+Build = Callable[[Recipe, Mapping[str, Package], PackageSource, str, Path, Progress, Trees], Path]
+# Real Thunder's runtime tree per API line, cross-built into the cache when needed.
+ThunderProvider = Callable[[Sequence[str], Progress], Trees]
 
 
-def print_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def built_thunder(lines: Sequence[str], progress: Progress) -> Trees:
+    return thunder_trees(lines, progress=progress)
 
 
 def reference_image(
@@ -86,13 +86,16 @@ def ensure_image(
     rebuild: bool = False,
     refresh: bool = False,
     build: Build | None = None,
+    thunder: ThunderProvider = built_thunder,
 ) -> Image:
     """Find the image for this recipe and these package versions, or build it, under the lock."""
     images = cache / "images"
     images.mkdir(parents=True, exist_ok=True)
+    # Thunder's own cache entries have their own lock: a build of minutes holds no image lock.
+    trees = thunder(recipe.thunder_lines, progress) if recipe.thunder_lines else {}
     with build_lock(images / ".lock", progress):
         packages = resolve_packages(recipe, source, refresh=refresh)
-        key = image_key(recipe, packages)
+        key = image_key(recipe, packages, trees)
         directory = images / f"{recipe.name}-{key[:12]}"
         if directory.exists() and not rebuild:
             try:
@@ -102,18 +105,15 @@ def ensure_image(
             except ImageError as error:
                 progress(f"[image] {error}")
                 progress("[image] building it again")
-        return _build_into(directory, recipe, packages, source, key, build or build_image, progress)
+        builder = build or build_image
+        return _build_into(
+            directory,
+            lambda workdir: builder(recipe, packages, source, key, workdir, progress, trees),
+            progress,
+        )
 
 
-def _build_into(
-    directory: Path,
-    recipe: Recipe,
-    packages: Mapping[str, Package],
-    source: PackageSource,
-    key: str,
-    build: Build,
-    progress: Progress,
-) -> Image:
+def _build_into(directory: Path, build: Callable[[Path], Path], progress: Progress) -> Image:
     """Build in a temporary folder beside `directory`, then rename it into place."""
     for stale in directory.parent.glob(".build-*"):
         # Only a build that died leaves one: the lock is held, nobody else is building.
@@ -121,7 +121,7 @@ def _build_into(
     start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=directory.parent))
     try:
-        built = build(recipe, packages, source, key, workdir, progress)
+        built = build(workdir)
         if directory.exists():
             directory.replace(workdir / "old")
         built.replace(directory)
@@ -131,34 +131,6 @@ def _build_into(
     verify(image)
     progress(f"[image] {directory} ({time.monotonic() - start:.1f} s)")
     return image
-
-
-@contextmanager
-def build_lock(path: Path, progress: Progress, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold an exclusive flock on `path`; say so when another build holds it, give up at timeout."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        if not _try_flock(fd):
-            progress(f"[image] waiting for another build holding {path}")
-        while not _try_flock(fd):
-            if time.monotonic() > deadline:
-                raise ImageError(
-                    f"another process still holds {path} after {timeout:.0f} s: "
-                    "wait for that build to end, or stop it"
-                )
-            time.sleep(0.2)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def resolve_packages(
@@ -172,12 +144,14 @@ def resolve_packages(
     return {**kernel, **{rule.name: found[rule.name] for rule in recipe.packages}}
 
 
-def image_key(recipe: Recipe, packages: Mapping[str, Package]) -> str:
-    """sha256 over the builder version, the recipe's files and the package versions."""
+def image_key(recipe: Recipe, packages: Mapping[str, Package], trees: Trees | None = None) -> str:
+    """sha256 over the builder version, the recipe's files, the packages and Thunder's trees."""
     digest = hashlib.sha256(f"builder {BUILDER_VERSION}\n".encode())
     digest.update(f"recipe {tree_digest(recipe.sources())}\n".encode())
     for name, package in sorted(packages.items()):
         digest.update(f"package {name} {package.version}\n".encode())
+    for line, tree in sorted((trees or {}).items()):
+        digest.update(f"thunder {line} {tree.manifest['tree_sha256']}\n".encode())
     return digest.hexdigest()
 
 
@@ -188,6 +162,7 @@ def build_image(
     key: str,
     workdir: Path,
     progress: Progress,
+    thunder: Trees | None = None,
 ) -> Path:
     """Fetch, unpack and assemble the image in `workdir`; return the folder of its artifacts."""
     require_tools("dpkg-deb", "fdtput", "modinfo", "depmod")
@@ -214,6 +189,8 @@ def build_image(
             progress(f"[rootfs] {copy_tree(tree, root)} entries from {tree}")
         else:
             progress(f"[rootfs] {tree} does not exist (yet): skipped")
+    for line, tree in (thunder or {}).items():
+        progress(f"[rootfs] {copy_tree(tree.root, root)} entries of real Thunder {line}")
     for link, target in recipe.links:
         (root / link).parent.mkdir(parents=True, exist_ok=True)
         (root / link).unlink(missing_ok=True)
@@ -232,7 +209,7 @@ def build_image(
         f"[initramfs] {len(entries)} files, {size / 1e6:.1f} MB -> {len(initrd) / 1e6:.1f} MB "
         f"{recipe.compression} ({time.monotonic() - start:.1f} s)"
     )
-    manifest = build_manifest(recipe, key, kernel_version, packages, out)
+    manifest = build_manifest(recipe, key, kernel_version, packages, out, thunder)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 
@@ -243,6 +220,7 @@ def build_manifest(
     kernel_version: str,
     packages: Mapping[str, Package],
     out: Path,
+    thunder: Trees | None = None,
 ) -> dict[str, Any]:
     """What the image is, how to boot and log in, and the checksum of every artifact."""
     artifacts = {
@@ -267,6 +245,22 @@ def build_manifest(
         "machines": list(recipe.machines),
         "compression": recipe.compression,
         "builder_version": BUILDER_VERSION,
+        "thunder": {line: thunder_facts(tree) for line, tree in (thunder or {}).items()},
+    }
+
+
+def thunder_facts(tree: ThunderTree) -> dict[str, Any]:
+    """What the image says of one real Thunder line: version, sources, the build's checksum."""
+    manifest = tree.manifest
+    return {
+        "version": manifest["version"],
+        "daemon": manifest["daemon"],
+        "build_sha256": manifest["tree_sha256"],
+        "compiler": manifest["compiler"],
+        "sources": {
+            source["name"]: {key: source[key] for key in ("repository", "tag", "commit", "sha256")}
+            for source in manifest["sources"]
+        },
     }
 
 

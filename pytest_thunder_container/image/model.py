@@ -215,6 +215,8 @@ class Recipe:
     python_must_import: tuple[str, ...]
     python_compile: tuple[str, ...]
     python_exclude: tuple[str, ...]
+    # Real Thunder's API lines cross-built into the image (images/thunder/recipe.toml).
+    thunder_lines: tuple[str, ...] = ()
 
     def sources(self) -> dict[str, Path]:
         """The folders whose contents define the image (the recipe and the trees it copies)."""
@@ -284,6 +286,7 @@ def parse_recipe(path: Path) -> Recipe:
         python_must_import=_strings(python, "must_import", where),
         python_compile=_strings(python, "compile", where),
         python_exclude=_strings(python, "exclude", where),
+        thunder_lines=_strings(data.get("thunder", {}), "lines", where),
     )
 
 

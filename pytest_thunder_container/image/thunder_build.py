@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ImageError
 from .apt import AptSource, extract
-from .build import build_lock, print_to_stderr
+from .cache_lock import build_lock, print_to_stderr
 from .model import cache_dir, tree_digest
 from .thunder_config import configure_tree
 from .thunder_sources import Line, ThunderRecipe, load_thunder_recipe, locate, mirror_dir

@@ -26,6 +26,7 @@ from pytest_thunder_container.image.build import (
     resolve_packages,
 )
 from pytest_thunder_container.image.model import Recipe, load_recipe, verify
+from pytest_thunder_container.image.thunder_build import ThunderTree
 
 
 class FakeSource:
@@ -53,15 +54,28 @@ class FakeBuild:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, recipe, packages, source, key, workdir, progress) -> Path:
+    def __call__(self, recipe, packages, source, key, workdir, progress, thunder=None) -> Path:
         self.calls += 1
         out = workdir / "out"
         out.mkdir()
         for role, name in ARTIFACT_FILES.items():
             (out / name).write_bytes(f"{role} {key}".encode())
-        manifest = build_manifest(recipe, key, "6.1.0-99-arm64", packages, out)
+        manifest = build_manifest(recipe, key, "6.1.0-99-arm64", packages, out, thunder)
         (out / "manifest.json").write_text(json.dumps(manifest))
         return out
+
+
+def fake_thunder(lines: Sequence[str], progress) -> dict[str, ThunderTree]:
+    """Thunder trees as the image builder sees them, with no cross build."""
+    source = {"name": "Thunder", "repository": "rdkcentral/Thunder", "tag": "R5.3.0"}
+    manifest = {
+        "version": "5.3.0",
+        "daemon": "usr/bin/Thunder",
+        "tree_sha256": "ab" * 32,
+        "compiler": "aarch64-linux-gnu-g++ (Debian 12.2.0-14) 12.2.0",
+        "sources": [{**source, "commit": "c" * 40, "sha256": "d" * 64}],
+    }
+    return {line: ThunderTree(line, Path("/nonexistent"), manifest) for line in lines}
 
 
 @pytest.fixture
@@ -71,9 +85,13 @@ def recipe() -> Recipe:
 
 def test_second_call_finds_the_image_without_building(recipe: Recipe, tmp_path: Path) -> None:
     build = FakeBuild()
-    first = ensure_image(recipe, tmp_path, FakeSource(), progress=print, build=build)
+    first = ensure_image(
+        recipe, tmp_path, FakeSource(), progress=print, build=build, thunder=fake_thunder
+    )
     start = time.monotonic()
-    second = ensure_image(recipe, tmp_path, FakeSource(), progress=print, build=build)
+    second = ensure_image(
+        recipe, tmp_path, FakeSource(), progress=print, build=build, thunder=fake_thunder
+    )
     assert time.monotonic() - start < 1.0
     assert build.calls == 1
     assert second.directory == first.directory
@@ -84,9 +102,13 @@ def test_second_call_finds_the_image_without_building(recipe: Recipe, tmp_path: 
 def test_a_corrupted_cache_is_reported_and_rebuilt(recipe: Recipe, tmp_path: Path) -> None:
     build = FakeBuild()
     messages: list[str] = []
-    image = ensure_image(recipe, tmp_path, FakeSource(), progress=messages.append, build=build)
+    image = ensure_image(
+        recipe, tmp_path, FakeSource(), progress=messages.append, build=build, thunder=fake_thunder
+    )
     image.kernel.write_bytes(b"garbage of another length")
-    again = ensure_image(recipe, tmp_path, FakeSource(), progress=messages.append, build=build)
+    again = ensure_image(
+        recipe, tmp_path, FakeSource(), progress=messages.append, build=build, thunder=fake_thunder
+    )
     assert build.calls == 2
     assert any("Image is corrupted" in m for m in messages)
     assert "[image] building it again" in messages
@@ -95,8 +117,16 @@ def test_a_corrupted_cache_is_reported_and_rebuilt(recipe: Recipe, tmp_path: Pat
 
 def test_rebuild_builds_even_when_cached(recipe: Recipe, tmp_path: Path) -> None:
     build = FakeBuild()
-    ensure_image(recipe, tmp_path, FakeSource(), progress=print, build=build)
-    ensure_image(recipe, tmp_path, FakeSource(), progress=print, build=build, rebuild=True)
+    ensure_image(recipe, tmp_path, FakeSource(), progress=print, build=build, thunder=fake_thunder)
+    ensure_image(
+        recipe,
+        tmp_path,
+        FakeSource(),
+        progress=print,
+        build=build,
+        rebuild=True,
+        thunder=fake_thunder,
+    )
     assert build.calls == 2
 
 
@@ -141,7 +171,7 @@ LOCKED_BUILDER = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from test_imagebuild import FakeBuild, FakeSource
+    from test_imagebuild import FakeBuild, FakeSource, fake_thunder
     from pytest_thunder_container.image.build import ensure_image
     from pytest_thunder_container.image.model import load_recipe
 
@@ -157,7 +187,7 @@ LOCKED_BUILDER = textwrap.dedent(
 
     image = ensure_image(load_recipe("rpi3"), cache, FakeSource(),
                          progress=lambda m: print(m, file=sys.stderr, flush=True),
-                         build=SlowBuild())
+                         build=SlowBuild(), thunder=fake_thunder)
     print(image.directory)
     """
 )
@@ -190,7 +220,14 @@ def test_cli_build_prints_the_directory_last(monkeypatch, tmp_path: Path, capsys
     build = FakeBuild()
 
     def fake_reference_image(name: str, *, rebuild: bool, refresh: bool):
-        return ensure_image(load_recipe(name), tmp_path, FakeSource(), progress=print, build=build)
+        return ensure_image(
+            load_recipe(name),
+            tmp_path,
+            FakeSource(),
+            progress=print,
+            build=build,
+            thunder=fake_thunder,
+        )
 
     monkeypatch.setattr(imagebuild, "reference_image", fake_reference_image)
     assert cli.main(["image", "build", "rpi3"]) == 0
@@ -203,7 +240,12 @@ def test_cli_show_prints_the_manifest(monkeypatch, tmp_path: Path, capsys) -> No
     assert cli.main(["image", "show", "rpi3"]) == 2
     assert "image build rpi3" in capsys.readouterr().err
     image = ensure_image(
-        load_recipe("rpi3"), tmp_path, FakeSource(), progress=print, build=FakeBuild()
+        load_recipe("rpi3"),
+        tmp_path,
+        FakeSource(),
+        progress=print,
+        build=FakeBuild(),
+        thunder=fake_thunder,
     )
     capsys.readouterr()
     assert cli.main(["image", "show", "rpi3"]) == 0
@@ -218,7 +260,10 @@ def test_latest_built_without_any_image(tmp_path: Path) -> None:
 
 
 def test_manifest_describes_the_image(recipe: Recipe, tmp_path: Path) -> None:
-    image = ensure_image(recipe, tmp_path, FakeSource(), progress=print, build=FakeBuild())
+    recipe = replace(recipe, thunder_lines=("R5", "R4.4"))
+    image = ensure_image(
+        recipe, tmp_path, FakeSource(), progress=print, build=FakeBuild(), thunder=fake_thunder
+    )
     manifest = image.manifest
     assert manifest["name"] == "rpi3" and manifest["kernel_version"] == "6.1.0-99-arm64"
     assert manifest["login"] == {"user": "root", "password": "thunder-ref-5Kq"}
@@ -228,6 +273,18 @@ def test_manifest_describes_the_image(recipe: Recipe, tmp_path: Path) -> None:
     assert manifest["packages"]["linux-image-6.1.0-99-arm64"] == "1.0"
     assert manifest["built_at"].endswith("+00:00")
     assert image.sha256 == manifest["image_sha256"]
+    # The real Thunder each API line carries: version, sources by commit, the build's checksum.
+    assert set(manifest["thunder"]) == {"R5", "R4.4"}
+    facts = manifest["thunder"]["R5"]
+    assert facts["version"] == "5.3.0" and facts["build_sha256"] == "ab" * 32
+    assert facts["sources"]["Thunder"]["commit"] == "c" * 40
+
+
+def test_the_image_key_changes_with_a_thunder_build(recipe: Recipe) -> None:
+    packages = resolve_packages(recipe, FakeSource())
+    trees = fake_thunder(["R5"], print)
+    rebuilt = {"R5": replace(trees["R5"], manifest={**trees["R5"].manifest, "tree_sha256": "0"})}
+    assert image_key(recipe, packages, trees) != image_key(recipe, packages, rebuilt)
 
 
 def test_the_lock_wait_has_a_timeout(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from pytest_thunder_container.image.rootfs import (
     select_files,
     stdlib_imports,
 )
+from pytest_thunder_container.image.thunder_build import ThunderTree
 
 KVER = "6.1.0-99-arm64"
 DTS = """/dts-v1/;
@@ -199,7 +200,20 @@ def test_whole_build_from_fake_packages(tmp_path: Path) -> None:
     messages: list[str] = []
     workdir = tmp_path / "work"
     workdir.mkdir()
-    out = build_image(recipe, packages, DebSource(debs), "k" * 64, workdir, messages.append)
+    thunder_dir = tmp_path / "thunder-R5"
+    (thunder_dir / "root/usr/bin").mkdir(parents=True)
+    (thunder_dir / "root/usr/bin/Thunder").write_bytes(b"\x7fELF daemon")
+    manifest = {
+        "version": "5.3.0",
+        "daemon": "usr/bin/Thunder",
+        "tree_sha256": "e" * 64,
+        "compiler": "g++",
+        "sources": [],
+    }
+    thunder = {"R5": ThunderTree("R5", thunder_dir, manifest)}
+    out = build_image(
+        recipe, packages, DebSource(debs), "k" * 64, workdir, messages.append, thunder
+    )
 
     assert (out / "Image").read_bytes() == b"kernel image"
     listing = subprocess.run(
@@ -220,6 +234,7 @@ def test_whole_build_from_fake_packages(tmp_path: Path) -> None:
         f"lib/modules/{KVER}/modules.dep",
         "tmp",
         "newroot",
+        "usr/bin/Thunder",
     } <= names
     assert "usr/share/man/busybox.1.gz" not in names
     shadow = next(line for line in listing.splitlines() if line.endswith("etc/shadow"))
@@ -227,6 +242,7 @@ def test_whole_build_from_fake_packages(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kernel_version"] == KVER
     assert manifest["artifacts"]["initrd"]["file"] == "initrd.img"
+    assert manifest["thunder"]["R5"]["version"] == "5.3.0"
     assert any("missing-tree does not exist" in m for m in messages)
     assert any(m.startswith("[initramfs] ") and "gzip-1" in m for m in messages)
 
