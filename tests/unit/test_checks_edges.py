@@ -173,12 +173,38 @@ def test_an_absent_masked_path_inside_has_nothing_to_read() -> None:
     assert outcome(data, "TC-MASK-002")[0] == "pass"
 
 
-def test_r5_expects_created_and_r44_running() -> None:
+@pytest.mark.parametrize(
+    ("dialect", "status", "result"),
+    [
+        ("R4.4", "created", "pass"),  # R4.4.3+ creates and execs, as R5 does
+        ("R4.4", "running", "pass"),  # R4.4.0-R4.4.2: runc run --args
+        ("R5", "created", "pass"),
+        ("R5", "running", "fail"),
+    ],
+)
+def test_runc_status_created_everywhere_running_only_for_early_r44(
+    dialect: str, status: str, result: str
+) -> None:
     data = recording("r5-container")
-    data["context"] = {"dialect": "R4.4"}
-    result, message = outcome(data, "TC-LIFE-001")
-    assert result == "fail"
-    assert "expected 'running' for R4.4" in message
+    data["context"] = {"dialect": dialect}
+    edit_line(data, "outside", "runc-state", '  "status"', f'  "status": "{status}",')
+    got, message = outcome(data, "TC-LIFE-001")
+    assert got == result, message
+    if result == "fail":
+        assert "expected 'created' for R5" in message
+
+
+def test_a_comrpc_link_is_ours_whatever_real_thunder_names_it() -> None:
+    for name in (
+        "WPEFramework::Communicator",
+        "Thunder::Communicator",
+        "/Thunder/Communicator",
+        "/",
+    ):
+        data = recording("r5-container")
+        link = {"remote": "/tmp/communicator", "state": "COMRPC", "id": 7, "name": name}
+        data["links"] = [link]
+        assert outcome(data, "TC-COM-002")[0] == "pass", name
 
 
 def test_a_plugin_call_error_is_quoted() -> None:
