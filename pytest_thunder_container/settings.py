@@ -51,6 +51,7 @@ class Settings:
     bundle_dir: str | None = None
     bench_runs: int = 10
     max_start_ms: float | None = None
+    stress: bool = False  # run the opt-in stress tests (TC-STRESS-*)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

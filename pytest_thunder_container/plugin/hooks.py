@@ -14,6 +14,7 @@ from pytest_thunder_container.inputs import check_inputs
 from pytest_thunder_container.plugin import suite_fixtures
 from pytest_thunder_container.plugin.reporting import Reporting, add_options, record_facts
 from pytest_thunder_container.plugin.terminal import progress_printer
+from pytest_thunder_container.plugin.thunder_watch import ThunderWatch
 from pytest_thunder_container.settings import (
     Settings,
     SettingsError,
@@ -150,6 +151,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail TC-PERF-001 when the median container start latency exceeds MS",
     )
     add(
+        "--thunder-stress",
+        action="store_true",
+        help="also run the stress tests (TC-STRESS-*): activation while the target's CPUs are "
+        "busy; off by default",
+    )
+    add(
         "--thunder-scenario",
         action="append",
         type=Path,
@@ -186,6 +193,7 @@ def pytest_configure(config: pytest.Config) -> None:
             bundle_dir=option.thunder_bundle_dir,
             bench_runs=option.thunder_bench_runs,
             max_start_ms=option.thunder_max_start_ms,
+            stress=option.thunder_stress,
         )
         check_settings(settings)
         check_inputs(settings)
@@ -194,6 +202,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(Reporting(config), "thunder-reporting")
     config.pluginmanager.register(suite_fixtures, "thunder-suite-fixtures")
+    config.pluginmanager.register(ThunderWatch(), "thunder-watch")
 
 
 @pytest.fixture(scope="session")

@@ -189,7 +189,25 @@ class ContainerDeployment:
             self.thunder.activate(self.callsign, timeout=timeout)
             self.thunder.wait_for_state(self.callsign, "Activated", timeout)
         except ThunderContainerError as error:
-            raise DeployError(f"Thunder could not activate {self.callsign}: {error}") from error
+            held = self.held_in_activation()
+            raise DeployError(
+                f"Thunder could not activate {self.callsign}: {error}"
+                + (f"; {held}" if held else "")
+            ) from error
+
+    def held_in_activation(self) -> str | None:
+        """Why nothing can be restored when the plugin is stuck in Activation, else None: Thunder
+        refuses a deactivate then (ERROR_ILLEGAL_STATE) and OCDM waits for its host forever."""
+        try:
+            state = self.thunder.state(self.callsign)
+        except ThunderContainerError:
+            return None
+        if state != "Activation":
+            return None
+        return (
+            f"Thunder holds {self.callsign} in Activation until it restarts "
+            "(it refuses to deactivate a plugin in Activation)"
+        )
 
     def mode_configuration(self, mode: str) -> dict[str, Any]:
         """The plugin's configuration with root.mode set (and the runc backend for Container)."""
@@ -215,7 +233,10 @@ class ContainerDeployment:
         """Put back the original configuration and state and remove what was placed; safe to
         call after a deploy that failed half-way, and twice."""
         problems: list[str] = []
-        if self.original_configuration is not None:
+        held = self.held_in_activation() if self.original_configuration is not None else None
+        if held is not None:
+            problems.append(f"{held}: its configuration and state were not put back")
+        elif self.original_configuration is not None:
             try:
                 self.deactivate()
                 self.thunder.set_configuration(self.callsign, self.original_configuration)
@@ -223,7 +244,7 @@ class ContainerDeployment:
                     self.activate()
             except ThunderContainerError as error:
                 problems.append(str(error))
-            self.original_configuration = None
+        self.original_configuration = None
         if self._created is not None:
             removed = self.shell.run(f"rm -rf {shlex.quote(self._created)}", timeout=120)
             if removed.returncode != 0:

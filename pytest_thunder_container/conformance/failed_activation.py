@@ -1,0 +1,68 @@
+"""After an activation failed: a container Thunder leaked, and the runc call that was too slow."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from pytest_thunder_container.conformance.runc_log import runc_timings
+from pytest_thunder_container.errors import ThunderContainerError
+from pytest_thunder_container.shell.protocol import Shell
+from pytest_thunder_container.thunder.client import ThunderClient
+from pytest_thunder_container.thunder.deploy import runc_containers
+
+# Thunder does not kill a runc call it gave up on: a late `runc create` still makes its container.
+RUNC_SETTLE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ActivationFailure:
+    """What was found after a failed activation."""
+
+    state: str | None
+    leaked: bool
+    runc: tuple[str, ...]
+
+    def describe(self) -> str:
+        lines = [
+            f"LEAKED CONTAINER: runc lists it while the plugin is {self.state or 'unknown'}"
+            if self.leaked
+            else "no leaked container"
+        ]
+        return "; ".join([*lines, *self.runc])
+
+
+def wait_for_runc_idle(shell: Shell, timeout: float) -> bool:
+    """Wait until no runc process runs on the target (a late create has finished)."""
+    deadline = time.monotonic() + timeout
+    while shell.run("pidof runc").ok:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def diagnose_failed_activation(
+    shell: Shell,
+    thunder: ThunderClient,
+    callsign: str,
+    *,
+    started: datetime | None,
+    timeout_factor: float = 1.0,
+) -> ActivationFailure:
+    """Leaked container (runc lists the id while the plugin is not Activated) and runc timings."""
+    wait_for_runc_idle(shell, RUNC_SETTLE_TIMEOUT * timeout_factor)
+    try:
+        state: str | None = thunder.state(callsign)
+    except ThunderContainerError:
+        state = None
+    leaked = state not in ("Activated", "Resumed", "Suspended") and callsign in runc_containers(
+        shell
+    )
+    try:
+        version = thunder.version()
+    except ThunderContainerError:
+        version = None
+    timings = runc_timings(shell, callsign, started=started, version=version)
+    return ActivationFailure(state, leaked, tuple(timings.findings()))
