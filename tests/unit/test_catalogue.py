@@ -34,9 +34,11 @@ EXPECTED_IDS = [
     *_ids("MNT", 6),
     "TC-DEV-001",
     "TC-HOST-001",
-    *_ids("LIFE", 4),
+    *_ids("LIFE", 5),
     *_ids("PAR", 3),
     *_ids("PERF", 2),
+    "TC-CONT-001",
+    "TC-STRESS-001",
 ]
 SHOULD_IDS = {
     "TC-CFG-004",
@@ -49,13 +51,17 @@ SHOULD_IDS = {
     "TC-PROC-003",
     "TC-MNT-006",
     "TC-PERF-002",
+    "TC-CONT-001",
+    "TC-STRESS-001",
 }
 RUNTIME_ONLY_IDS = {
     "TC-CFG-005",
     *_ids("COM", 5)[1:],
-    *_ids("LIFE", 4),
+    *_ids("LIFE", 5),
     *_ids("PAR", 3),
     *_ids("PERF", 2),
+    "TC-CONT-001",
+    "TC-STRESS-001",
 }
 
 VALID_ENTRY = """
@@ -129,7 +135,7 @@ def test_lookup_and_areas(catalogue) -> None:
     assert isinstance(requirement, Requirement)
     assert (requirement.area, requirement.level) == ("PROC", "MUST")
     assert catalogue.areas()[:3] == ("CFG", "COM", "ENV")
-    assert catalogue.areas()[-1] == "PERF"
+    assert catalogue.areas()[-3:] == ("PERF", "CONT", "STRESS")
     assert [r.id for r in catalogue.in_area("RO")] == _ids("RO", 5)
     assert catalogue.title("MASK") == "Masked paths"
     assert len(catalogue) == len(EXPECTED_IDS)

@@ -48,7 +48,15 @@ __all__ = [
 Check = Callable[[Observation, RuntimeContext], Verdict]
 GATE = "TC-LIFE-001"
 # Runtime requirements that need more than one observation (cycles, both modes, timing).
-ELSEWHERE = ("TC-LIFE-003", "TC-LIFE-004", "TC-PAR-", "TC-PERF-")
+ELSEWHERE = (
+    "TC-LIFE-003",
+    "TC-LIFE-004",
+    "TC-LIFE-005",
+    "TC-PAR-",
+    "TC-PERF-",
+    "TC-CONT-",
+    "TC-STRESS-",
+)
 _CATALOGUE = load_catalogue()
 _CHECKS: dict[str, Check] = {**PROCESS_CHECKS, **PATH_CHECKS, **MOUNT_CHECKS, **THUNDER_CHECKS}
 
