@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -164,6 +165,10 @@ class ThunderClient:
                 result = self.call(method)
             except ThunderError:
                 continue
+            if isinstance(result, str) and result.lstrip().startswith("{"):
+                # R4.4's `version` is opaque (IController.h): its JSON can come back as text.
+                with contextlib.suppress(ValueError):
+                    result = json.loads(result)
             if isinstance(result, dict) and all(
                 isinstance(result.get(part), int) for part in ("major", "minor", "patch")
             ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from helpers.console_targets import busybox_applets
 
 from pytest_thunder_container.shell.protocol import CommandResult
+from pytest_thunder_container.thunder.client import ThunderClient
 from pytest_thunder_container.thunder.hosts import find_plugin_hosts, is_host_binary
 
 R5_ARGV = [
@@ -111,3 +113,27 @@ def test_a_host_that_keeps_its_name_is_still_found_by_comm(
 )
 def test_host_binaries_by_basename(path: str, host: bool) -> None:
     assert is_host_binary(path) is host
+
+
+class VersionOnly:
+    """A transport that answers the dialect probe as R4.4 and `version` as an opaque string."""
+
+    endpoint = "fake"
+
+    def post(self, body: bytes, seconds: float) -> bytes:
+        request = json.loads(body)
+        method = request["method"]
+        if method == "Controller.1.version":
+            result: object = '{"hash":"abc","major":4,"minor":4,"patch":7}'
+        elif method == "Controller.1.processinfo":
+            result = {}
+        else:
+            error = {"code": -32601, "message": "Unknown method."}
+            return json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}).encode()
+        return json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
+
+
+def test_r44_opaque_version_is_read_as_major_minor_patch() -> None:
+    client = ThunderClient(VersionOnly())  # type: ignore[arg-type]
+    assert client.dialect == "R4.4"
+    assert client.version() == "4.4.7"
