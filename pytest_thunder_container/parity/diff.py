@@ -138,7 +138,9 @@ def side_by_side(result: ParityResult, section: str, width: int = 60) -> str:
     diffs = [d for d in result.differences if d.section == section]
     out = [
         f"{rid} - {title} of {result.scenario.callsign} (scenario {result.scenario.source})",
-        f"dialect {result.local.dialect}; volatile fields ignored: "
+        f"dialect {result.local.dialect}"
+        + (f", Thunder {result.local.version}" if result.local.version else "")
+        + "; volatile fields ignored: "
         + (
             "; ".join(
                 f"{v.request} {v.field}" + (f" when ~ {v.when}" if v.when else "")

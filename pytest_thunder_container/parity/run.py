@@ -1,7 +1,7 @@
 """Parity (TC-PAR-*): a plugin answers the same in Container mode as in Local mode.
 
 The scenario (scenario.py) runs once per mode on the same target, recording a transcript of
-requests and answers; parity_diff.py compares the two transcripts field by field.
+requests and answers; diff.py compares the two transcripts field by field.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pytest_thunder_container.conformance.leftovers import Leftovers
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.parity.diff import ParityResult, compare, html_diff, side_by_side
 from pytest_thunder_container.parity.scenario import (
+    EMPTY,
     SECTIONS,
     Call,
     Exchange,
@@ -57,14 +58,21 @@ class _Recorder:
         response: dict[str, Any],
         params: Any = None,
         expect: str = "any",
+        compared: Any = None,
     ) -> dict[str, Any]:
-        compared = masked(response, request, self.scenario.volatile)
+        """Record an answer; `compared` replaces the masked answer as what the modes must share."""
+        if compared is None:
+            compared = masked(response, request, self.scenario.volatile)
         self.exchanges.append(Exchange(section, request, response, compared, params))
-        got = "result" if "result" in response else "error" if "error" in response else "failure"
-        if expect != "any" and got != expect:
-            wanted = "a result" if expect == "result" else "an error"
-            self.problem(section, request, f"expected {wanted}, got {_compact(response)}")
+        unmet = _unmet(expect, response)
+        if unmet:
+            self.problem(section, request, f"expected {unmet}, got {_compact(response)}")
         return response
+
+    def skipped(self, section: str, request: str, reason: str) -> None:
+        """A call the scenario leaves out on this Thunder: never a problem or a difference."""
+        response = {"skipped": reason}
+        self.exchanges.append(Exchange(section, request, response, response))
 
     def problem(self, section: str, request: str, message: str) -> None:
         self.problems.append(Problem(section, request, message))
@@ -101,8 +109,11 @@ def run_scenario(
         wait="result" in done,
     )
     saved: dict[str, Any] = {}
+    version = _version(thunder) if any(call.since for call in scenario.calls) else None
     for call in scenario.calls:
-        if call.dialects and thunder.dialect not in call.dialects:
+        why = call.skipped_because(thunder.dialect, version)
+        if why:
+            rec.skipped("methods", call.method, why)
             continue
         for method in _methods(call, saved):
             answer = rec.add(
@@ -119,7 +130,7 @@ def run_scenario(
         "Controller.1.subsystems",
         _outcome(lambda: thunder.call("Controller.1.subsystems")),
     )
-    rec.add("controller", "Controller.1.links", _outcome(lambda: _comrpc_links(thunder, callsign)))
+    _links(rec, thunder, callsign)
     settle = SETTLE_TIMEOUT * timeout_factor
     _deactivate(rec, "after the calls", thunder, callsign, leftovers, settle)
     for cycle in range(1, scenario.cycles + 1):
@@ -140,7 +151,31 @@ def run_scenario(
             wait="result" in done,
         )
         _deactivate(rec, f"cycle {cycle}", thunder, callsign, leftovers, settle)
-    return Transcript(mode, callsign, thunder.dialect, tuple(rec.exchanges), tuple(rec.problems))
+    return Transcript(
+        mode, callsign, thunder.dialect, tuple(rec.exchanges), tuple(rec.problems), version
+    )
+
+
+def _unmet(expect: str, response: dict[str, Any]) -> str | None:
+    """What the answer should have been, when it isn't what `expect` asks for."""
+    if expect == "error":
+        return None if "error" in response else "an error"
+    if expect == "any":
+        return None
+    if "result" not in response:
+        return "a result"
+    if expect == "empty" and response["result"] not in EMPTY:
+        return "an empty result"
+    if expect == "non-empty" and response["result"] in EMPTY:
+        return "a non-empty result (two empty answers agree without proving anything)"
+    return None
+
+
+def _version(thunder: ThunderClient) -> str | None:
+    try:
+        return thunder.version()
+    except ThunderContainerError:
+        return None
 
 
 def _methods(call: Call, saved: dict[str, Any]) -> list[str]:
@@ -222,13 +257,27 @@ def _state(
         rec.problem(section, request, f"{callsign} is {state!r}, expected {wanted}")
 
 
-def _comrpc_links(thunder: ThunderClient, callsign: str) -> list[dict[str, Any]]:
-    """The callsign's COM-RPC links (links without a name are kept: some builds leave it out)."""
-    return [
-        link
-        for link in thunder.links()
-        if str(link.get("state", "")).upper() == "COMRPC" and link.get("name", callsign) == callsign
-    ]
+def _links(rec: _Recorder, thunder: ThunderClient, callsign: str) -> None:
+    """Record Controller's COM-RPC links while the plugin is up; only their number is compared.
+
+    Thunder names a link after its own communicator (R4.4 "WPEFramework::Communicator", R5.2+
+    "/"), never the plugin, and numbers it per connection: the count is what both modes share.
+    """
+    request = "Controller.1.links"
+    response = _outcome(
+        lambda: [link for link in thunder.links() if str(link.get("state", "")).upper() == "COMRPC"]
+    )
+    if "result" not in response:
+        rec.add("controller", request, response)
+        return
+    count = len(response["result"])
+    rec.add("controller", request, response, compared={"result": {"COMRPC links": count}})
+    if count == 0:
+        rec.problem(
+            "controller",
+            request,
+            f"no COMRPC link while {callsign} is up: its plugin host is not linked to Thunder",
+        )
 
 
 def _outcome(action: Callable[[], Any]) -> dict[str, Any]:

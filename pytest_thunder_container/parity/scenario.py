@@ -25,7 +25,9 @@ SECTION_TITLES = {
     "controller": "Controller's view of the plugin",
     "cycles": "activate/deactivate cycles",
 }
-EXPECTATIONS = ("result", "error", "any")
+EXPECTATIONS = ("result", "error", "any", "empty", "non-empty")
+EMPTY: tuple[Any, ...] = ([], {}, "", None)
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 VOLATILE = "<volatile>"
 DEFAULT_CYCLES = 5
 
@@ -53,6 +55,30 @@ class Call:
     save: str | None = None
     foreach: ForEach | None = None
     dialects: tuple[str, ...] = ()
+    since: str | None = None  # the first Thunder version that has the method, e.g. "5.2.0"
+
+    def skipped_because(self, dialect: str, version: str | None) -> str | None:
+        """Why this call is not made on this Thunder, or None when it is."""
+        if self.dialects and dialect not in self.dialects:
+            return f"only on {' and '.join(self.dialects)}; this Thunder is {dialect}"
+        if self.since is None:
+            return None
+        if version is None:
+            return f"needs Thunder {self.since} or later; this Thunder's version can't be read"
+        found = version_key(version)
+        if found is None:
+            return f"needs Thunder {self.since} or later; this Thunder says version {version!r}"
+        if found < (version_key(self.since) or (0, 0, 0)):
+            return f"needs Thunder {self.since} or later; this Thunder is {version}"
+        return None
+
+
+def version_key(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of the first version in `text` ("5.3.0", "R4.4.7-rc1"), or None."""
+    match = _VERSION.search(text)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2]), int(match[3] or 0)
 
 
 @dataclass(frozen=True)
@@ -124,7 +150,7 @@ def scenario_from_dict(data: dict[str, Any], where: str) -> Scenario:
 def _call(entry: Any, index: int, bad: Callable[[str], ScenarioError]) -> Call:
     if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
         raise bad(f'[[call]] {index} needs method = "<Callsign>.1.<method>"')
-    unknown = set(entry) - {"method", "params", "expect", "save", "foreach", "dialects"}
+    unknown = set(entry) - {"method", "params", "expect", "save", "foreach", "dialects", "since"}
     if unknown:
         raise bad(f"[[call]] {index}: unknown key(s) {sorted(unknown)}")
     expect = entry.get("expect", "any")
@@ -145,8 +171,17 @@ def _call(entry: Any, index: int, bad: Callable[[str], ScenarioError]) -> Call:
     dialects = entry.get("dialects", [])
     if not isinstance(dialects, list) or not all(d in ("R4.4", "R5") for d in dialects):
         raise bad(f'[[call]] {index}: dialects must list "R4.4" and/or "R5"')
+    since = entry.get("since")
+    if since is not None and not (isinstance(since, str) and _VERSION.fullmatch(since)):
+        raise bad(f'[[call]] {index}: since = {since!r}; write a Thunder version, e.g. "5.2.0"')
     return Call(
-        entry["method"], entry.get("params"), expect, entry.get("save"), foreach, tuple(dialects)
+        entry["method"],
+        entry.get("params"),
+        expect,
+        entry.get("save"),
+        foreach,
+        tuple(dialects),
+        since,
     )
 
 
@@ -265,6 +300,7 @@ class Transcript:
     dialect: str
     exchanges: tuple[Exchange, ...]
     problems: tuple[Problem, ...] = ()
+    version: str | None = None  # Thunder's own version, when a call needed it (`since`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
