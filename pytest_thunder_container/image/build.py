@@ -195,8 +195,9 @@ def build_image(
         (root / link).parent.mkdir(parents=True, exist_ok=True)
         (root / link).unlink(missing_ok=True)
         (root / link).symlink_to(target)
-    check_python_imports(root, recipe, unpacked, progress)
-    precompile(root, recipe, progress)
+    if (root / recipe.python_lib).is_dir():  # only an image that ships Python
+        check_python_imports(root, recipe, unpacked, progress)
+        precompile(root, recipe, progress)
     progress(f"[rootfs] assembled ({time.monotonic() - start:.1f} s)")
 
     start = time.monotonic()
