@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_thunder_container.plugin.suite_fixtures import Verify
+from pytest_thunder_container import Verify
 
 
 @pytest.mark.requirement("TC-COM-001")

@@ -10,21 +10,24 @@ from typing import Any
 
 import pytest
 
-from pytest_thunder_container.conformance.failed_activation import diagnose_failed_activation
-from pytest_thunder_container.conformance.leftovers import (
+from pytest_thunder_container import (
+    RUNC,
+    ContainerDeployment,
+    DeployError,
+    Settings,
+    Shell,
+    ThunderClient,
+    ThunderContainerError,
+    Verify,
+    diagnose_failed_activation,
     leftovers,
     plant_leftover_container,
     read_kill_times,
+    restart_thunder,
+    target_now,
+    thunder_down,
     wait_for_no_leftovers,
 )
-from pytest_thunder_container.conformance.runc_log import target_now
-from pytest_thunder_container.errors import DeployError, ThunderContainerError
-from pytest_thunder_container.plugin.suite_fixtures import Verify
-from pytest_thunder_container.settings import Settings
-from pytest_thunder_container.shell.protocol import Shell
-from pytest_thunder_container.thunder.client import ThunderClient
-from pytest_thunder_container.thunder.deploy import RUNC, ContainerDeployment
-from pytest_thunder_container.thunder.health import restart_thunder, thunder_down
 
 CONTAINERS = "Containers"
 # R4.4.7 died within 5 s of a failed container launch (THUNDER.md, measured): wait longer.

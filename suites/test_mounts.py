@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_thunder_container.plugin.suite_fixtures import Verify
+from pytest_thunder_container import Verify
 
 MOUNTS = {
     "TC-MNT-001": "tmp-bind-rw",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_thunder_container.plugin.suite_fixtures import Verify
+from pytest_thunder_container import Verify
 
 # With `-n N --dist loadgroup` these tests stay on one worker: the benchmark runs once per worker.
 pytestmark = pytest.mark.xdist_group("thunder-performance")

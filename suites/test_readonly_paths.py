@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_thunder_container.plugin.suite_fixtures import Verify
+from pytest_thunder_container import Verify
 
 READONLY = {
     "TC-RO-001": "/proc/bus",

@@ -73,13 +73,20 @@ class ThunderClient:
     """Thunder's Controller API; the dialect is detected on first use, never assumed."""
 
     def __init__(
-        self, transport: JsonRpcTransport, *, timeout: float = 30.0, timeout_factor: float = 1.0
+        self,
+        transport: JsonRpcTransport | str,
+        *,
+        timeout: float = 30.0,
+        timeout_factor: float = 1.0,
     ) -> None:
+        """`transport` is a JSON-RPC URL (http://host:port/jsonrpc) or any transport."""
         if timeout <= 0 or timeout_factor <= 0:
             raise ThunderContainerError(
                 f"Thunder timeout {timeout!r} s and timeout factor {timeout_factor!r} must both "
                 "be positive (see --thunder-timeout-factor)"
             )
+        if isinstance(transport, str):
+            transport = HttpTransport(transport, timeout_factor=timeout_factor)
         self._transport = transport
         self._timeout = timeout
         self._timeout_factor = timeout_factor

@@ -417,3 +417,19 @@ def test_params_that_are_not_json_are_refused_before_sending(thunder: ReplayThun
     with pytest.raises(ThunderContainerError, match="can't be sent as JSON"):
         client.call("Controller.1.activate", {"callsign": object()})
     assert thunder.requests == []
+
+
+def test_a_url_string_is_enough_for_a_client(thunder: ReplayThunder) -> None:
+    client = ThunderClient(thunder.url, timeout=5.0)
+    assert client.endpoint == thunder.url
+    assert client.dialect == thunder.dialect
+    assert client.state("OCDM") in {"Activated", "Deactivated"}
+
+
+def test_the_package_root_gives_what_a_test_author_needs() -> None:
+    import pytest_thunder_container as package
+
+    for name in ("ThunderClient", "ThunderError", "Verify", "ContainerDeployment", "Settings"):
+        assert hasattr(package, name), name
+    with pytest.raises(ThunderContainerError, match="not of the form http://HOST"):
+        package.ThunderClient("ftp://nowhere/jsonrpc")
