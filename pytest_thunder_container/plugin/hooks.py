@@ -23,8 +23,8 @@ from pytest_thunder_container.settings import (
     parse_targets,
     worker_id,
 )
-from pytest_thunder_container.shell.console import Console
-from pytest_thunder_container.targets.base import Target, TargetShell, system_facts
+from pytest_thunder_container.shell.protocol import Shell
+from pytest_thunder_container.targets.base import Target, system_facts
 from pytest_thunder_container.thunder.client import ThunderClient, connect
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -104,8 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add(
         "--thunder-host-address",
         metavar="IP",
-        help="this host's address on the board's network: files go over HTTP from there "
-        "(default: through the console)",
+        help="this host's address on the board's network: files of 16 KiB and more go over "
+        "HTTP from there (default: through the console)",
     )
     add(
         "--thunder-pool-wait",
@@ -254,14 +254,14 @@ def thunder_target(
         say(f"[thunder] target {label} ready")
         record_facts(
             pytestconfig,
-            {**target.properties(), **system_facts(target.console), "harness": __version__},
+            {**target.properties(), **system_facts(target.shell), "harness": __version__},
         )
         yield target
         target.stop()
 
 
 @pytest.fixture
-def thunder_shell(pytestconfig: pytest.Config, thunder_target: Target) -> Console:
+def thunder_shell(pytestconfig: pytest.Config, thunder_target: Target) -> Shell:
     """The target's shell; a target that died in an earlier test is booted again first."""
     if not thunder_target.healthy():
         progress_printer(pytestconfig)(f"[thunder] target {thunder_target.name} died: restarting")
@@ -273,7 +273,7 @@ def thunder_shell(pytestconfig: pytest.Config, thunder_target: Target) -> Consol
                 returncode=3,
             )
         record_facts(pytestconfig, {"target": thunder_target.name, "restarted": "yes"})
-    return thunder_target.console
+    return thunder_target.shell
 
 
 @pytest.fixture(scope="session")
@@ -285,7 +285,7 @@ def thunder_jsonrpc(
     try:
         client = connect(
             url,
-            TargetShell(thunder_target),
+            thunder_target.shell,
             port=thunder_settings.guest_port,
             timeout_factor=thunder_settings.timeout_factor,
         )

@@ -1,4 +1,7 @@
-"""Fixtures of the conformance suites: the deployed container and its assessment (glue only)."""
+"""Fixtures of the conformance suites: the deployed container and its assessment (glue only).
+
+Every layer is given the target's shell (Target.shell), never its console: it follows a
+restarted target, and big files go through the target's file channel."""
 
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def thunder_environment_of_host(
     thunder_target: Target, thunder_jsonrpc: ThunderClient, thunder_settings: Settings
 ) -> ThunderEnvironment:
     """Thunder's communicator and variables, read off the plugin's Local host before deploying."""
-    return thunder_environment(thunder_target.console, thunder_settings.callsign)
+    return thunder_environment(thunder_target.shell, thunder_settings.callsign)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +91,7 @@ def thunder_deployment(
         thunder_settings.rootfs,
     )
     deployment = ContainerDeployment(
-        thunder_target.console, thunder_jsonrpc, spec, results=thunder_results
+        thunder_target.shell, thunder_jsonrpc, spec, results=thunder_results
     )
     try:
         deployment.deploy()
@@ -106,11 +109,12 @@ def thunder_assessment(
     thunder_environment_of_host: ThunderEnvironment,
 ) -> Assessment:
     """The plugin activated in its container, observed once, judged for every requirement."""
-    arch = normalise_arch(thunder_target.console.check("uname -m").stdout.strip())
+    shell = thunder_target.shell
+    arch = normalise_arch(shell.check("uname -m").stdout.strip())
     return assess_container(
         thunder_deployment,
         thunder_jsonrpc,
-        thunder_target.console,
+        shell,
         arch=arch,
         connector=thunder_environment_of_host.connector,
         results=thunder_results,
@@ -177,13 +181,13 @@ def thunder_parity(
     """The scenario run once in Local and once in Container mode, compared (None: no scenario)."""
     if thunder_scenario is None:
         return None
-    console = thunder_target.console
+    shell = thunder_target.shell
     try:
         return run_parity(
             thunder_scenario,
             thunder_deployment,
             thunder_jsonrpc,
-            leftovers=lambda: leftovers(console, thunder_scenario.callsign),
+            leftovers=lambda: leftovers(shell, thunder_scenario.callsign),
             results=thunder_results,
             timeout_factor=thunder_settings.timeout_factor,
         )
@@ -237,7 +241,7 @@ def thunder_latency(
     """Start latency measured on the target, written into <results>/thunder-latency.json."""
     say = progress_printer(pytestconfig)
     setup = BenchSetup(
-        thunder_target.console,
+        thunder_target.shell,
         thunder_jsonrpc,
         thunder_deployment,
         thunder_settings.callsign,

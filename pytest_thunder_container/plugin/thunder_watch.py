@@ -75,7 +75,7 @@ class ThunderWatch:
         try:
             if not self._target.healthy():
                 return None
-            return self.probe(self._client, self._target.console)
+            return self.probe(self._client, self._target.shell)
         except ThunderContainerError:
             return None
 

@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 from pytest_thunder_container.shell.protocol import CommandResult, Shell
 from pytest_thunder_container.shell.transfer import FileTransfer
 
+# Bytes from which TargetShell.put() uses the file channel rather than one console command
+# (config.json files and scripts stay below it; rootfs tarballs are far above).
+CONSOLE_PUT_BELOW = 16 * 1024
+
 if TYPE_CHECKING:
     from pytest_thunder_container.image.model import Image
     from pytest_thunder_container.shell.console import Console
@@ -40,6 +44,12 @@ class Target(ABC):
     def files(self) -> FileTransfer:
         """Puts and gets files on the target: over the console, unless a target knows better."""
         return FileTransfer(self.console, None, name=self.name)
+
+    @property
+    def shell(self) -> TargetShell:
+        """The shell every layer above is given: it follows restarts, and moves big files
+        through `files` (HTTP when the target can reach the host)."""
+        return TargetShell(self)
 
     @abstractmethod
     def start(self) -> None:
@@ -92,7 +102,8 @@ def system_facts(shell: Shell) -> dict[str, str]:
 
 
 class TargetShell:
-    """The Shell of a target's current console, which survives the target's restarts."""
+    """The Shell of a target's current console, which survives the target's restarts; its
+    files go through the target's file channel (HTTP when the target can reach the host)."""
 
     def __init__(self, target: Target) -> None:
         self._target = target
@@ -104,7 +115,12 @@ class TargetShell:
         return self._target.console.check(cmd, timeout)
 
     def put(self, data: bytes, path: str, mode: int | None = None) -> None:
-        self._target.console.put(data, path, mode)
+        if len(data) < CONSOLE_PUT_BELOW:
+            # One console command; HTTP would add a server, a probe fetch and, on a board
+            # whose route to the host is broken, the probe's wait.
+            self._target.console.put(data, path, mode)
+        else:
+            self._target.files.put(data, path, mode)
 
     def get(self, path: str) -> bytes:
-        return self._target.console.get(path)
+        return self._target.files.get(path)

@@ -154,7 +154,7 @@ def test_thunders_death_is_said_once_and_the_tests_after_it_are_skipped() -> Non
     down = ThunderDown("connection refused", "no Thunder process runs", "last words")
     alive = [True]
     watch = ThunderWatch(probe=lambda client, shell: None if alive[0] else down)
-    target = SimpleNamespace(healthy=lambda: True, console=ScriptedShell())
+    target = SimpleNamespace(healthy=lambda: True, shell=ScriptedShell())
     assert _report(watch, _item("t::passes", target), failed=False).sections == []
     assert _report(watch, _item("t::fails_alone", target), failed=True).sections == []
     alive[0] = False
@@ -171,7 +171,7 @@ def test_thunders_death_is_said_once_and_the_tests_after_it_are_skipped() -> Non
 
 def test_a_dead_target_is_not_booked_as_thunders_death() -> None:
     watch = ThunderWatch(probe=lambda client, shell: ThunderDown("refused", "gone", ""))
-    target = SimpleNamespace(healthy=lambda: False, console=ScriptedShell())
+    target = SimpleNamespace(healthy=lambda: False, shell=ScriptedShell())
     assert _report(watch, _item("t::qemu_killed", target), failed=True).sections == []
     assert watch.death is None
 
