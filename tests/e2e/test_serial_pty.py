@@ -4,16 +4,19 @@ The test starts the reference image in QEMU, paused, and runs pytest in a subpro
 --thunder-target=serial:/dev/pts/N and a --thunder-power-cycle command that lets QEMU run: the
 harness sees a board switched on, boots it, logs in, and knows nothing of QEMU. A second run
 attaches to the booted board. On the same boot, file transfer over HTTP (QEMU's usb-net) is
-measured against the console.
+measured against the console. Another board deploys a user's rootfs.tar through the plugin's
+fixtures, with --thunder-host-address (over HTTP) and without it (over the console).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
 import subprocess
 import sys
+import tarfile
 import time
 import tty
 from collections.abc import Iterator
@@ -62,6 +65,34 @@ def test_the_board_reports_what_it_is(thunder_target):
     assert facts["serial.port"].startswith("/dev/pts/")
     assert facts["kernel"].endswith("-arm64")
     assert facts["runc"][0].isdigit()
+"""
+
+# A user's rootfs.tar deployed by the plugin's own fixture; the test hands back its transfer.
+ROOTFS_TESTS = """
+import io
+import json
+import os
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ocdm_settled(thunder_jsonrpc):
+    # The board was just switched on: OCDM may still be (de)activating, whichever its start mode.
+    deadline = time.monotonic() + 120
+    while thunder_jsonrpc.state("OCDM") in ("Activation", "Deactivation"):
+        assert time.monotonic() < deadline, "OCDM never settled"
+        time.sleep(1)
+
+
+def test_the_users_rootfs_is_in_the_bundle(ocdm_settled, thunder_deployment, thunder_target):
+    moved = [r for r in thunder_target.files.history if r.path.endswith("/rootfs.tar")]
+    with open(os.environ["TRANSFERS"], "w") as out:
+        json.dump([{"method": r.method, "size": r.size, "seconds": r.seconds, "note": r.note}
+                   for r in moved], out)
+    listing = thunder_target.shell.check(f"ls -l {thunder_deployment.bundle}/rootfs/usr/lib")
+    assert "tc-blob" in listing.stdout
 """
 
 # The "power switch": lets the paused QEMU run, through a QMP socket of its own.
@@ -140,14 +171,20 @@ def pty_board(tmp_path: Path) -> Iterator[PtyBoard]:
 
 
 def run_board_tests(
-    board: PtyBoard, tmp_path: Path, results: Path, *options: str
+    board: PtyBoard,
+    tmp_path: Path,
+    results: Path,
+    *options: str,
+    tests: str = BOARD_TESTS,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     project = tmp_path / "board-tests"
     project.mkdir(exist_ok=True)
     (project / "pytest.ini").write_text("[pytest]\n")
-    (project / "test_board.py").write_text(BOARD_TESTS)
+    (project / "test_board.py").write_text(tests)
     user, password = board.image.login or ("root", None)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env.update(env_extra or {})
     env["THUNDER_PASSWORD"] = password or ""
     env["THUNDER_CONTAINER_CACHE"] = str(tmp_path / "cache")  # its own lock files
     argv = [
@@ -225,3 +262,78 @@ def measure_transfers(board: PtyBoard, tmp_path: Path) -> dict[str, object]:
         measured[method] = {r.direction: round(r.rate) for r in transfer.history}
         measured[method + "_bytes"] = transfer.history[0].size
     return measured
+
+
+ROOTFS_BLOB = 1024 * 1024  # incompressible bytes in the user's rootfs.tar
+
+
+def host_address() -> str | None:
+    """An IPv4 address of this host that is not loopback: QEMU's user network (NAT) lets the
+    guest reach it as a board reaches its host over a LAN."""
+    listing = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True
+    )
+    for line in listing.stdout.splitlines():
+        words = line.split()
+        if "inet" in words:
+            return words[words.index("inet") + 1].split("/")[0]
+    return None
+
+
+def users_rootfs(path: Path) -> Path:
+    with tarfile.open(path, "w") as archive:
+        for name in ("bin", "etc", "usr/lib"):
+            folder = tarfile.TarInfo(name)
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+            archive.addfile(folder)
+        blob = tarfile.TarInfo("usr/lib/tc-blob")
+        blob.size = ROOTFS_BLOB
+        archive.addfile(blob, io.BytesIO(os.urandom(ROOTFS_BLOB)))
+    return path
+
+
+def test_a_users_rootfs_goes_over_http_with_a_host_address(
+    pty_board: PtyBoard, tmp_path: Path
+) -> None:
+    address = host_address()
+    if address is None:
+        pytest.skip("this host has no IPv4 address besides loopback for the board to reach")
+    rootfs = users_rootfs(tmp_path / "rootfs.tar")
+    moved: dict[str, dict[str, object]] = {}
+    runs = {
+        # Switched on by the harness, with this host's address: the tar goes over HTTP.
+        "http": (
+            f"--thunder-power-cycle={pty_board.power_on}",
+            f"--thunder-host-address={address}",
+        ),
+        # Attached to the same board, without it: the tar goes over the console.
+        "console": (),
+    }
+    for method, options in runs.items():
+        transfers = tmp_path / f"transfers-{method}.json"
+        inner = run_board_tests(
+            pty_board,
+            tmp_path,
+            tmp_path / f"results-{method}",
+            f"--thunder-rootfs={rootfs}",
+            *options,
+            tests=ROOTFS_TESTS,
+            env_extra={"TRANSFERS": str(transfers)},
+        )
+        assert inner.returncode == 0, f"{inner.stdout[-6000:]}\n{inner.stderr[-3000:]}"
+        records = json.loads(transfers.read_text())
+        assert len(records) == 1, records
+        moved[method] = records[0]
+    assert moved["http"]["method"] == "http", moved["http"]
+    assert moved["console"]["method"] == "console", moved["console"]
+    assert "--thunder-host-address" in str(moved["console"]["note"])
+    assert moved["http"]["size"] == moved["console"]["size"] == rootfs.stat().st_size
+    figures = {
+        "target": "rpi3 reference image in QEMU raspi3b (emulated) as serial:/dev/pts/N, "
+        f"host address {address} reached through usb-net with user networking",
+        "rootfs_tar_bytes": rootfs.stat().st_size,
+        "seconds": {method: round(float(r["seconds"]), 2) for method, r in moved.items()},
+    }
+    (tmp_path / "rootfs-transfer.json").write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2))
+    assert float(moved["http"]["seconds"]) < float(moved["console"]["seconds"]) / 2, figures
