@@ -195,9 +195,8 @@ def build_image(
         (root / link).parent.mkdir(parents=True, exist_ok=True)
         (root / link).unlink(missing_ok=True)
         (root / link).symlink_to(target)
-    if (root / recipe.python_lib).is_dir():  # only an image that ships Python
-        check_python_imports(root, recipe, unpacked, progress)
-        precompile(root, recipe, progress)
+    check_python_imports(root, recipe, unpacked, progress)
+    precompile(root, recipe, progress)
     progress(f"[rootfs] assembled ({time.monotonic() - start:.1f} s)")
 
     start = time.monotonic()

@@ -230,6 +230,7 @@ def test_whole_build_from_fake_packages(tmp_path: Path) -> None:
         "bin/busybox",
         "dev/console",
         "etc/shadow",
+        "usr/bin/python3",
         f"lib/modules/{KVER}/modules.dep",
         "tmp",
         "newroot",
