@@ -14,6 +14,8 @@ from pytest_thunder_container.shell.transfer import FileTransfer
 CONSOLE_PUT_BELOW = 16 * 1024
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pytest_thunder_container.image.model import Image
     from pytest_thunder_container.shell.console import Console
 
@@ -124,3 +126,8 @@ class TargetShell:
 
     def get(self, path: str) -> bytes:
         return self._target.files.get(path)
+
+    @property
+    def transcript_path(self) -> Path:
+        """The current console's transcript (the same file across the target's restarts)."""
+        return self._target.console.transcript_path

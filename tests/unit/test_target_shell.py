@@ -47,6 +47,14 @@ def test_a_shell_taken_before_a_restart_reaches_the_new_console() -> None:
     assert "echo after" not in first.commands
 
 
+def test_the_shells_transcript_is_the_current_consoles() -> None:
+    target = started()
+    shell = target.shell
+    assert shell.transcript_path == Path("/results/console-boot1.log")
+    target.restart()
+    assert shell.transcript_path == Path("/results/console-boot2.log")
+
+
 def test_a_big_put_goes_through_the_file_channel_a_small_one_over_the_console() -> None:
     target = started()
     big, small = os.urandom(CONSOLE_PUT_BELOW), os.urandom(CONSOLE_PUT_BELOW - 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pytest_thunder_container.shell.protocol import CommandResult
 from pytest_thunder_container.shell.transfer import FileTransfer
 from pytest_thunder_container.targets.base import Target
@@ -15,6 +17,7 @@ class RecordingConsole:
         self.commands: list[str] = []
         self.files: dict[str, bytes] = {}
         self.closed = False
+        self.transcript_path = Path(f"/results/console-boot{boot}.log")
 
     def run(self, cmd: str, timeout: float | None = None) -> CommandResult:
         assert not self.closed, f"command {cmd!r} sent to the console of boot {self.boot}, closed"
