@@ -11,7 +11,7 @@ import fnmatch
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -210,7 +210,7 @@ def default_scenarios() -> dict[str, Scenario]:
     return found
 
 
-def scenario_for(callsign: str, user_files: list[Path] | None) -> Scenario | None:
+def scenario_for(callsign: str, user_files: Sequence[Path] | None) -> Scenario | None:
     """The user's scenario for `callsign` (one file per callsign), else the package's, else None."""
     chosen: dict[str, Scenario] = {}
     for path in user_files or []:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from pytest_thunder_container import __version__
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.inputs import check_inputs
 from pytest_thunder_container.plugin import suite_fixtures
-from pytest_thunder_container.plugin.reporting import Reporting, add_options, record_facts
+from pytest_thunder_container.plugin.reporting import Reporting, record_facts
 from pytest_thunder_container.plugin.terminal import progress_printer
 from pytest_thunder_container.plugin.thunder_watch import ThunderWatch
 from pytest_thunder_container.settings import (
@@ -20,7 +20,8 @@ from pytest_thunder_container.settings import (
     SettingsError,
     TargetSpec,
     check_settings,
-    parse_targets,
+    options,
+    settings_from,
     worker_id,
 )
 from pytest_thunder_container.shell.protocol import Shell
@@ -32,177 +33,48 @@ SETTINGS = pytest.StashKey[Settings]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("thunder", "Thunder plugins in runc containers")
-    add = group.addoption
-    add(
-        "--thunder-target",
-        default="rpi3",
-        metavar="TARGET",
-        help="rpi3 or virt (QEMU), serial:/dev/ttyUSB0, rfc2217://host:port, socket://host:port;"
-        " 'A|B' or @file for a pool of targets (default: rpi3)",
-    )
-    add(
-        "--thunder-image",
-        type=Path,
-        metavar="PATH",
-        help="an SD card image (.img) or a kernel + dtb + initrd directory to boot instead of "
-        "the reference image",
-    )
-    add(
-        "--thunder-timeout-factor",
-        type=float,
-        default=1.0,
-        metavar="F",
-        help="multiply every wait by F (default 1)",
-    )
-    add(
-        "--thunder-results",
-        type=Path,
-        default=Path("thunder-results"),
-        metavar="DIR",
-        help="where console transcripts, deployed configs, samples and reports go",
-    )
-    add(
-        "--thunder-cold-boot",
-        action="store_true",
-        help="boot from scratch instead of restoring the saved VM state",
-    )
-    add(
-        "--thunder-jsonrpc",
-        metavar="URL",
-        help="Thunder's JSON-RPC URL for a board with a network (default: through the console)",
-    )
-    add(
-        "--thunder-reference-api",
-        choices=("R5", "R4.4"),
-        help="API generation of the reference image's Thunder (default R5)",
-    )
-    add(
-        "--thunder-port",
-        type=int,
-        default=80,
-        metavar="PORT",
-        help="Thunder's port on the target (default 80)",
-    )
-    add("--thunder-login-user", metavar="USER", help="console login (default: from the image)")
-    add(
-        "--thunder-password",
-        metavar="PASSWORD",
-        help="console password (or set THUNDER_PASSWORD; never written to logs)",
-    )
-    add(
-        "--thunder-baud",
-        type=int,
-        default=115200,
-        metavar="BAUD",
-        help="serial line speed (default 115200)",
-    )
-    add(
-        "--thunder-power-cycle",
-        metavar="CMD",
-        help="host command that power-cycles the board before the session",
-    )
-    add(
-        "--thunder-host-address",
-        metavar="IP",
-        help="this host's address on the board's network: files of 16 KiB and more go over "
-        "HTTP from there (default: through the console)",
-    )
-    add(
-        "--thunder-pool-wait",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="how long a worker waits for a free serial target of the pool (default 300)",
-    )
-    add(
-        "--thunder-callsign",
-        default="OCDM",
-        metavar="CALLSIGN",
-        help="plugin to deploy in a container (default OCDM)",
-    )
-    add(
-        "--thunder-rootfs",
-        type=Path,
-        metavar="TAR",
-        help="container rootfs tarball (default: a copy of the target's own root)",
-    )
-    add(
-        "--thunder-container-config",
-        type=Path,
-        metavar="JSON",
-        help="container config.json (default: the tutorial's example adjusted for the target)",
-    )
-    add(
-        "--thunder-bundle-dir",
-        metavar="DIR",
-        help="where the bundle goes (default /usr/share/Thunder/<callsign>/Container)",
-    )
-    add(
-        "--thunder-bench-runs",
-        type=int,
-        default=10,
-        metavar="N",
-        help="benchmark repetitions after a warm-up (default 10)",
-    )
-    add(
-        "--thunder-max-start-ms",
-        type=float,
-        metavar="MS",
-        help="fail TC-PERF-001 when the median container start latency exceeds MS",
-    )
-    add(
-        "--thunder-stress",
-        action="store_true",
-        help="also run the stress tests (TC-STRESS-*): activation while the target's CPUs are "
-        "busy; off by default",
-    )
-    add(
-        "--thunder-scenario",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="FILE",
-        help="parity scenario (TOML) for a plugin, one per callsign; repeatable "
-        "(default: the package's scenario for OCDM)",
-    )
-    add_options(group)
+    for option in options():
+        spec = {
+            "default": option.default,
+            "metavar": option.metavar,
+            "type": option.type,
+            "action": option.action,
+            "choices": option.choices,
+            "help": argparse.SUPPRESS if option.hidden else option.help,
+        }
+        # Only what the option sets: argparse refuses e.g. a type with store_true.
+        group.addoption(
+            option.flag, **{key: value for key, value in spec.items() if value is not None}
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "requirement(*ids): the catalogue requirement IDs (TC-...) a test checks"
     )
-    option = config.option
     try:
-        settings = Settings(
-            targets=parse_targets(option.thunder_target),
-            image=option.thunder_image,
-            timeout_factor=option.thunder_timeout_factor,
-            results=option.thunder_results,
-            cold_boot=option.thunder_cold_boot,
-            jsonrpc_url=option.thunder_jsonrpc,
-            reference_api=option.thunder_reference_api,
-            guest_port=option.thunder_port,
-            login_user=option.thunder_login_user,
-            password=option.thunder_password or os.environ.get("THUNDER_PASSWORD"),
-            baudrate=option.thunder_baud,
-            power_cycle=option.thunder_power_cycle,
-            callsign=option.thunder_callsign,
-            rootfs=option.thunder_rootfs,
-            container_config=option.thunder_container_config,
-            bundle_dir=option.thunder_bundle_dir,
-            bench_runs=option.thunder_bench_runs,
-            max_start_ms=option.thunder_max_start_ms,
-            stress=option.thunder_stress,
-        )
+        settings = settings_from(config.option)
         check_settings(settings)
         check_inputs(settings)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SETTINGS] = settings
-    config.pluginmanager.register(Reporting(config), "thunder-reporting")
+    config.pluginmanager.register(Reporting(config, settings), "thunder-reporting")
     config.pluginmanager.register(suite_fixtures, "thunder-suite-fixtures")
     config.pluginmanager.register(ThunderWatch(), "thunder-watch")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.stash[SETTINGS].static_only:
+        return
+    # --thunder-static-only: no target, so only the tests of the static rules can run.
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        static = "thunder_static" in getattr(item, "fixturenames", ())
+        (kept if static else dropped).append(item)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -230,7 +102,7 @@ def thunder_target(
             thunder_settings.targets,
             worker=worker,
             progress=say,
-            wait=pytestconfig.option.thunder_pool_wait,
+            wait=thunder_settings.pool_wait,
             timeout_factor=thunder_settings.timeout_factor,
         )
     except ThunderContainerError as error:
@@ -245,7 +117,7 @@ def thunder_target(
                 results=thunder_results,
                 label=label,
                 progress=say,
-                host_address=pytestconfig.option.thunder_host_address,
+                host_address=thunder_settings.host_address,
             )
             say(f"[thunder] starting target {label}")
             target.start()

@@ -21,13 +21,10 @@ def requirement_ids(item: pytest.Item) -> tuple[str, ...]:
 class RequirementMarks:
     """Collection: unknown IDs fail it, known ones go to user_properties; --thunder-requirements."""
 
-    def __init__(self, config: pytest.Config, catalogue: Catalogue) -> None:
+    def __init__(self, config: pytest.Config, catalogue: Catalogue, *, listing: bool) -> None:
         self._config = config
         self._catalogue = catalogue
-
-    @property
-    def _listing(self) -> bool:
-        return bool(self._config.getoption("thunder_requirements", False))
+        self._listing = listing  # --thunder-requirements
 
     @pytest.hookimpl(wrapper=True)
     def pytest_make_collect_report(

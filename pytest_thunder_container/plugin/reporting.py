@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -63,19 +62,6 @@ def not_applicable(reason: str) -> NoReturn:
     pytest.skip(f"{NOT_APPLICABLE_PREFIX}: {reason}")
 
 
-def add_options(group: pytest.OptionGroup) -> None:
-    """The reporting options, in plugin.py's "thunder" group."""
-    group.addoption(
-        "--thunder-requirements",
-        action="store_true",
-        help="list the requirement catalogue with the tests that cover each ID and run nothing;"
-        " exit status 1 when an ID has no test",
-    )
-    # For the harness's own tests: a small catalogue instead of the packaged one. Hidden because
-    # a certification with another catalogue is not a certification (the report names it).
-    group.addoption("--thunder-catalogue", type=Path, metavar="TOML", help=argparse.SUPPRESS)
-
-
 def record_facts(config: pytest.Config, facts: Mapping[str, str]) -> None:
     """Facts about one target for the report and allure (needs "target"); later calls add more."""
     plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
@@ -87,9 +73,10 @@ def record_facts(config: pytest.Config, facts: Mapping[str, str]) -> None:
 class Reporting:
     """Registered by plugin.py: xdist workers forward what they gather; the controller writes."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self._config = config
-        path = config.getoption("thunder_catalogue", None)
+        self._settings = settings
+        path = settings.catalogue
         try:
             self._catalogue = load_catalogue(path)
             source = resources.files("pytest_thunder_container.conformance").joinpath(
@@ -117,7 +104,8 @@ class Reporting:
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.pluginmanager.register(
-            RequirementMarks(config, self._catalogue), "thunder-requirement-marks"
+            RequirementMarks(config, self._catalogue, listing=self._settings.list_requirements),
+            "thunder-requirement-marks",
         )
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -232,8 +220,8 @@ class Reporting:
             return
         if self._interrupted is not None:
             self._add_phase(self._interrupted)
-        option = self._config.option
-        if option.thunder_requirements or option.collectonly or not self._is_certification_run():
+        listing = self._settings.list_requirements or self._config.option.collectonly
+        if listing or not self._is_certification_run():
             return
         # -x / --maxfail end the run early without an exception; so can other plugins.
         self._stop_reason = self._stop_reason or session.shouldfail or session.shouldstop or None
@@ -250,7 +238,7 @@ class Reporting:
         )
 
     def _write(self, exit_status: int) -> None:
-        results: Path = self._config.getoption("thunder_results")
+        results = self._settings.results
         # xdist's report of a crashed worker has no user properties: the collection has the IDs.
         checks = [
             _with_collected_ids(combine_phases(phases), self._collected)
