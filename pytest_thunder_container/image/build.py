@@ -192,14 +192,16 @@ def build_image(
             progress(f"[rootfs] {tree} does not exist (yet): skipped")
     for line, tree in (thunder or {}).items():
         progress(f"[rootfs] {copy_tree(tree.root, root)} entries of real Thunder {line}")
-        for folder in state_directories(tree.root / tree.manifest["config"]):
-            (root / folder).mkdir(parents=True, exist_ok=True)
+        if "config" in tree.manifest:  # every built tree; fakes in tests may have none
+            for folder in state_directories(tree.root / tree.manifest["config"]):
+                (root / folder).mkdir(parents=True, exist_ok=True)
     for link, target in recipe.links:
         (root / link).parent.mkdir(parents=True, exist_ok=True)
         (root / link).unlink(missing_ok=True)
         (root / link).symlink_to(target)
-    check_python_imports(root, recipe, unpacked, progress)
-    precompile(root, recipe, progress)
+    if (root / recipe.python_lib).is_dir():  # only an image that ships Python
+        check_python_imports(root, recipe, unpacked, progress)
+        precompile(root, recipe, progress)
     progress(f"[rootfs] assembled ({time.monotonic() - start:.1f} s)")
 
     start = time.monotonic()

@@ -6,14 +6,10 @@ is bind-mounted for real inside a private mount namespace (unshare -m), over a s
 
 from __future__ import annotations
 
-import importlib
 import os
-import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers.console_targets import busybox_applets, make_console, shell_env, spawn
@@ -29,34 +25,16 @@ from pytest_thunder_container.perf.runc_wrapper import (
 from pytest_thunder_container.perf.start_latency import (
     CLOCKS,
     BenchError,
-    BenchSetup,
     busybox_time,
     floor_bundle,
     host_command,
     pick_clock,
-    run_benchmark,
     stats_of,
     timed,
 )
 from pytest_thunder_container.shell.console import Console
-from pytest_thunder_container.thunder.client import HttpTransport, ThunderClient
-from pytest_thunder_container.thunder.deploy import BundleSpec, ContainerDeployment
 
 needs_busybox = pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox")
-needs_unshare = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("busybox") is None,
-    reason="bind mounts in a private mount namespace need root, unshare and busybox",
-)
-REFERENCE_TESTS = Path(__file__).resolve().parents[1] / "reference"
-STAND_IN_RUNC = """#!/bin/sh
-# A runc stand-in: `run --bundle B ID` runs B's /bin/true, the rest goes to the fake runc.
-case "$1" in
-  --version) echo "runc version stand-in" ;;
-  run) [ "$2" = --bundle ] && exec "$3/rootfs/bin/true"
-       exec "{python}" "{fake}" "$@" ;;
-  *) exec "{python}" "{fake}" "$@" ;;
-esac
-"""
 
 
 @pytest.fixture(scope="module")
@@ -319,115 +297,3 @@ def test_a_folder_without_exec_is_skipped_for_the_next(
     ) as wrapper:
         assert wrapper.log.startswith(f"{good}/tc-runc.")
     assert "tc-runc." not in mounts_of(private_shell)
-
-
-# ----------------------------------------------------------------- a whole benchmark, for real
-
-
-@needs_unshare
-@pytest.mark.parametrize(("api", "launch"), [("R5", ["create", "exec"]), ("R4.4", ["run"])])
-def test_a_whole_benchmark_against_the_reference_thunder(
-    tmp_path: Path, applets: Path, api: str, launch: list[str]
-) -> None:
-    if not Path("/usr/bin/python3").exists():
-        pytest.skip("the reference plugin hosts need /usr/bin/python3 (their shebang)")
-    reference = _reference_module()
-    factory = reference.ReferenceFactory()
-    session = busybox_shell(tmp_path, applets, private_mounts=True)
-    try:
-        thunder = factory.tree(api)
-        runc = thunder.root / "stand-in-runc"
-        runc.write_text(STAND_IN_RUNC.format(python=sys.executable, fake=reference.FAKE_RUNC))
-        runc.chmod(0o755)
-        original = runc.read_text()
-        factory.write_config(thunder, {"runc": str(runc)})
-        factory.write_plugins(thunder, "Local")
-        bundle = thunder.root / "volatile" / "OCDM" / "Container"
-        (bundle / "rootfs").mkdir(parents=True)
-        (bundle / "config.json").write_text('{"process": {"args": ["sh"], "env": []}}')
-        client = _start_in(session, thunder, reference)
-        deployment = ContainerDeployment(
-            session, client, BundleSpec("OCDM", str(bundle), {}), results=tmp_path
-        )
-        deployment.original_configuration = client.configuration("OCDM")
-        setup = BenchSetup(
-            session,
-            client,
-            deployment,
-            "OCDM",
-            port=thunder.port,
-            runs=2,
-            runc=str(runc),
-            wrapper_dirs=(str(tmp_path),),
-        )
-        bench = run_benchmark(setup)
-        assert bench.error is None, bench.error
-        _check_benchmark(bench, launch)
-        assert "tc-runc." not in mounts_of(session)
-        assert runc.read_text() == original
-        floor = next(n for n in bench.notes if n.startswith("floor bundle: ")).split()[2]
-        assert floor.startswith("/tmp/tc-floor.") and not os.path.exists(floor)
-        assert client.state("OCDM") == "Deactivated"
-    finally:
-        session.run(f"kill $(cat {thunder.root / 'pid'}) 2>/dev/null")
-        session.close()
-        factory.cleanup()
-
-
-def _reference_module() -> Any:
-    sys.path.insert(0, str(REFERENCE_TESTS))
-    try:
-        return importlib.import_module("reference_daemon")
-    finally:
-        sys.path.remove(str(REFERENCE_TESTS))
-
-
-def _start_in(session: Console, thunder: Any, reference: Any) -> ThunderClient:
-    """The daemon started from the private namespace's shell, so that it sees the wrapper."""
-    root = thunder.root
-    session.check(
-        f"FAKE_RUNC_ROOT={root / 'fake-runc'} PYTHONDONTWRITEBYTECODE=1 {sys.executable} "
-        f"{reference.DAEMON} --config {root / 'config.json'} --pidfile {root / 'pid'} "
-        f">{root / 'stdout.txt'} 2>&1 &"
-    )
-    found = reference.wait_for(
-        lambda: re.search(r"JSON-RPC on http://127\.0\.0\.1:(\d+)/jsonrpc\n", thunder.log()),
-        "the daemon to listen",
-    )
-    thunder.port = int(found.group(1))
-    client = ThunderClient(HttpTransport(f"http://127.0.0.1:{thunder.port}/jsonrpc"))
-    client.wait_for_state("OCDM", "Activated", 30)
-    return client
-
-
-def _check_benchmark(bench: Any, launch: list[str]) -> None:
-    names = {
-        "activation.local",
-        "activation.container",
-        "floor.runc_run_true",
-        "floor.host_exec",
-        "selfcheck.busybox_time_runc_run_true",
-        "selfcheck.wrapped_runc_run_true",
-        "selfcheck.harness_minus_busybox_time",
-        "selfcheck.wrapper_added_per_runc_call",
-        "container.preparation",
-        "container.to_first_runc",
-        "container.runc_list",
-        "container.between_runc_calls",
-        "container.after_last_runc",
-        *(f"container.runc_{s}" for s in launch),
-    }
-    assert set(bench.samples) == names
-    assert all(len(values) == 2 for values in bench.samples.values())
-    assert [[c.subcommand for c in run] for run in bench.runc_calls] == [["list", *launch]] * 2
-    assert bench.phases == [
-        "container.preparation",
-        *(f"container.runc_{s}" for s in launch),
-        "container.between_runc_calls",
-        "container.after_last_runc",
-    ]
-    for run in range(2):
-        parts = sum(bench.samples[name][run] for name in bench.phases)
-        assert parts == pytest.approx(bench.samples["activation.container"][run], abs=0.01)
-    assert bench.host_command[-1] == "-h"
-    assert bench.host_command[-2].endswith(("/ThunderPlugin", "/WPEProcess"))

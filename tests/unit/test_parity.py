@@ -1,29 +1,16 @@
-"""Parity: scenario files, the structural comparison, and whole runs against the reference Thunder.
+"""Parity: scenario files and the structural comparison of two modes' answers.
 
-The runs use the reference Thunder daemon on this host (tests/reference) with its fake runc, so
-Local and Container hosts are real processes; a divergent "container" runs the host in a private
-mount namespace that hides the OCDM connector, as a bundle with a private /tmp would.
+Whole runs against real Thunder are end to end (tests/e2e/test_parity_divergent.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import json
-import os
-import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.console_targets import make_console, shell_env, spawn
 
-from pytest_thunder_container.conformance.leftovers import Leftovers
-from pytest_thunder_container.conformance.observe import PluginHost
 from pytest_thunder_container.parity.diff import compare, side_by_side, structural_diff
-from pytest_thunder_container.parity.run import run_parity
 from pytest_thunder_container.parity.scenario import (
     VOLATILE,
     Exchange,
@@ -36,10 +23,7 @@ from pytest_thunder_container.parity.scenario import (
     scenario_for,
     values_at,
 )
-from pytest_thunder_container.thunder.client import HttpTransport, ThunderClient
-from pytest_thunder_container.thunder.deploy import BundleSpec, ContainerDeployment
 
-REFERENCE_TESTS = Path(__file__).resolve().parents[1] / "reference"
 GOOD = 'callsign = "Demo"\n[[call]]\nmethod = "Demo.1.list"\nsave = "list"\n'
 
 
@@ -225,137 +209,3 @@ def test_a_problem_in_both_modes_fails_although_the_modes_agree() -> None:
     assert not result.differences
     passed, message = result.verdict("TC-PAR-003")
     assert not passed and "runc still lists OCDM" in message
-
-
-# ------------------------------------------------------------------ against the reference Thunder
-
-HIDING_RUNC = """import os, sys
-args = sys.argv[1:]
-if "exec" in args:
-    i = args.index("exec") + 2
-    while args[i] == "--env":
-        i += 2
-    args[i + 1:i + 1] = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c",
-                         'mount -t tmpfs tc-hide "$0" && exec "$@"', {hide!r}]
-os.execv(sys.executable, [sys.executable, {fake!r}, *args])
-"""
-
-
-@pytest.fixture
-def reference() -> Iterator[Any]:
-    if not Path("/usr/bin/python3").exists():
-        pytest.skip("the reference plugin hosts need /usr/bin/python3 (their shebang)")
-    sys.path.insert(0, str(REFERENCE_TESTS))
-    try:
-        module = importlib.import_module("reference_daemon")
-    finally:
-        sys.path.remove(str(REFERENCE_TESTS))
-    factory = module.ReferenceFactory()
-    yield module, factory
-    factory.cleanup()
-
-
-def parity_on_reference(reference: Any, tmp_path: Path, api: str, *, hide: bool) -> Any:
-    module, factory = reference
-    thunder = factory.tree(api)
-    hidden = thunder.root / "hidden"
-    hidden.mkdir()
-    reference_settings = None
-    if hide:
-        runc = thunder.root / "hiding-runc.py"
-        runc.write_text(HIDING_RUNC.format(hide=str(hidden), fake=str(module.FAKE_RUNC)))
-        script = thunder.root / "hiding-runc"
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{runc}" "$@"\n')
-        script.chmod(0o755)
-        reference_settings = {"runc": str(script)}
-    factory.write_config(thunder, reference_settings)
-    factory.write_plugins(
-        thunder,
-        "Local",
-        configuration={
-            "connector": str(hidden / "ocdm"),
-            "root": {"mode": "Local"},
-            "systems": [{"name": "PlayReady", "designators": ["com.microsoft.playready"]}],
-        },
-    )
-    bundle = thunder.root / "volatile" / "OCDM" / "Container"
-    (bundle / "rootfs").mkdir(parents=True)
-    (bundle / "config.json").write_text(
-        json.dumps(
-            {
-                "ociVersion": "1.0.2",
-                "root": {"path": "rootfs"},
-                "process": {
-                    "args": ["sh"],
-                    "cwd": "/",
-                    "env": [
-                        "COMMUNICATOR_CONNECTOR=$COMMUNICATOR_CONNECTOR",
-                        "MESSAGE_DISPATCHER_CONFIG=$MESSAGE_DISPATCHER_CONFIG",
-                    ],
-                },
-            }
-        )
-    )
-    factory.start(thunder)
-    client = ThunderClient(HttpTransport(f"http://127.0.0.1:{thunder.port}/jsonrpc"))
-    client.wait_for_state("OCDM", "Activated", 20)
-    shell = make_console(spawn(["/bin/sh", "-i"], shell_env(tmp_path), tmp_path), tmp_path)
-    shell.attach(timeout=10)
-    deployment = ContainerDeployment(
-        shell, client, BundleSpec("OCDM", str(bundle), {}), results=tmp_path
-    )
-    deployment.original_configuration = client.configuration("OCDM")
-    fake_runc = thunder.root / "fake-runc"
-
-    def leftovers() -> Leftovers:
-        ids = [p.name[:-5] for p in fake_runc.iterdir() if p.name == "OCDM.json"]
-        hosts = module.processes_with_argument(thunder.communicator)
-        return Leftovers(tuple(ids), tuple(PluginHost(pid, "ThunderPlugin", ()) for pid in hosts))
-
-    scenario = dataclasses.replace(default_scenarios()["OCDM"], cycles=2)
-    try:
-        return run_parity(
-            scenario, deployment, client, leftovers=leftovers, results=tmp_path / "results"
-        )
-    finally:
-        shell.close()
-
-
-@pytest.mark.parametrize("api", ["R5", "R4.4"])
-def test_parity_holds_on_the_reference_thunder(reference: Any, tmp_path: Path, api: str) -> None:
-    result = parity_on_reference(reference, tmp_path, api, hide=False)
-    for requirement in ("TC-PAR-001", "TC-PAR-002", "TC-PAR-003"):
-        passed, message = result.verdict(requirement)
-        assert passed, message
-    requests = [e.request for e in result.container.exchanges]
-    assert "OCDM.1.keysystems@PlayReady" in requests
-    assert "OCDM.1.systems" in requests  # made, or recorded as skipped by its version gate
-    assert requests.count("cycle 2: state after deactivate") == 1
-    kept = tmp_path / "results" / "parity"
-    assert sorted(p.name for p in kept.iterdir()) == [
-        "OCDM-container.json",
-        "OCDM-diff.html",
-        "OCDM-diff.txt",
-        "OCDM-local.json",
-    ]
-    assert json.loads((kept / "OCDM-container.json").read_text())["mode"] == "Container"
-
-
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="hiding the connector needs root and unshare -m",
-)
-def test_a_container_that_hides_the_connector_fails_method_parity(
-    reference: Any, tmp_path: Path
-) -> None:
-    result = parity_on_reference(reference, tmp_path, "R5", hide=True)
-    passed, message = result.verdict("TC-PAR-001")
-    assert not passed
-    assert "OCDM.1.drms" in message
-    drms = {d.path: d for d in result.differences if d.request == "OCDM.1.drms"}
-    assert set(drms) == {"result", "error"}
-    assert drms["result"].container == drms["error"].local == "<absent>"
-    assert "unreachable" in drms["error"].container
-    assert result.verdict("TC-PAR-003")[0], result.verdict("TC-PAR-003")[1]
-    diff = (tmp_path / "results" / "parity" / "OCDM-diff.txt").read_text()
-    assert "!! OCDM.1.drms" in diff
