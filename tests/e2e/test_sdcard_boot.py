@@ -49,7 +49,7 @@ def test_runc_runs_a_trivial_container(thunder_shell):
 def test_thunder_answers(thunder_jsonrpc):
     # From the SD card Python starts slower than from RAM: OCDM may still be activating.
     thunder_jsonrpc.wait_for_state("OCDM", "Activated", timeout=60)
-    assert thunder_jsonrpc.call("OCDM.1.drms")[0]["name"] == "PlayReady"
+    assert "ClearKey" in [drm["name"] for drm in thunder_jsonrpc.call("OCDM.1.drms")]
 """
 
 

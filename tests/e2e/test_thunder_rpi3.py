@@ -1,4 +1,4 @@
-"""End to end: the reference Thunder in the rpi3 image, OCDM in Local and in Container mode."""
+"""End to end: real Thunder in the reference rpi3 image answers, with OCDM and ClearKey."""
 
 from __future__ import annotations
 
@@ -17,4 +17,8 @@ def test_thunder_answers_and_its_dialect_is_detected(thunder_jsonrpc: ThunderCli
         thunder_jsonrpc.activate("OCDM", timeout=60)
     thunder_jsonrpc.wait_for_state("OCDM", "Activated", timeout=60)
     drms = thunder_jsonrpc.call("OCDM.1.drms")
-    assert drms[0]["name"] == "PlayReady"
+    clearkey = next(drm for drm in drms if drm["name"] == "ClearKey")
+    assert "org.w3.clearkey" in clearkey["keysystems"]
+    # Real Thunder's own version, not a stand-in's: 5.3.x on R5, 4.4.x on R4.4.
+    version = thunder_jsonrpc.version()
+    assert version and version.split(".")[:2] in (["5", "3"], ["4", "4"]), version
