@@ -259,6 +259,19 @@ class Settings:
         metavar="FILE",
         convert=tuple,
     )
+    static_only: bool = _option(
+        "--thunder-static-only",
+        "judge --thunder-container-config by the static rules alone: no target is started and "
+        "the runtime tests are deselected (a check before the real run; it certifies nothing)",
+        default=False,
+        action="store_true",
+    )
+    sign_key: Path | None = _option(
+        "--thunder-sign-key",
+        "sign thunder-report.json with this Ed25519 private key (PEM PKCS#8)",
+        type=Path,
+        metavar="KEY",
+    )
     list_requirements: bool = _option(
         "--thunder-requirements",
         "list the requirement catalogue with the tests that cover each ID and run nothing;"
@@ -301,6 +314,11 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError(
             f"--thunder-timeout-factor={settings.timeout_factor}: must be > 0 "
             "(fix: e.g. 2 on a slow machine)"
+        )
+    if settings.static_only and settings.container_config is None:
+        raise SettingsError(
+            "--thunder-static-only needs --thunder-container-config=JSON: the config.json "
+            "to judge (fix: add it)"
         )
     serial = [spec for spec in settings.targets if spec.kind == "serial"]
     if serial and settings.image is not None:

@@ -64,6 +64,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ThunderWatch(), "thunder-watch")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.stash[SETTINGS].static_only:
+        return
+    # --thunder-static-only: no target, so only the tests of the static rules can run.
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        static = "thunder_static" in getattr(item, "fixturenames", ())
+        (kept if static else dropped).append(item)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def thunder_settings(pytestconfig: pytest.Config) -> Settings:
     return pytestconfig.stash[SETTINGS]

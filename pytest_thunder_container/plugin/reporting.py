@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -42,6 +42,7 @@ from pytest_thunder_container.report.certification import (
     write_atomically,
     write_report,
 )
+from pytest_thunder_container.report.signing import KeyFileError, load_signer
 from pytest_thunder_container.settings import Settings, worker_id
 
 PLUGIN_NAME = "thunder-reporting"
@@ -88,6 +89,11 @@ class Reporting:
         except (CatalogueError, OSError) as error:
             where = f"--thunder-catalogue={path}: " if path else ""
             raise pytest.UsageError(f"{where}{error}") from None
+        try:
+            key = settings.sign_key
+            self._signer = load_signer(key, what="--thunder-sign-key") if key else None
+        except KeyFileError as error:
+            raise pytest.UsageError(str(error)) from None
         self._is_worker = hasattr(config, "workerinput")
         self._worker = worker_id()
         self._started = time.time()
@@ -109,7 +115,12 @@ class Reporting:
         )
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self._collected = {item.nodeid: requirement_ids(item) for item in session.items}
+        self._collected.update((item.nodeid, requirement_ids(item)) for item in session.items)
+
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        # A deselected test (-k, -m, --thunder-static-only) is a check not run: its requirement
+        # must not pass on the other tests alone.
+        self._collected.update((item.nodeid, requirement_ids(item)) for item in items)
 
     # ------------------------------------------------------------------ evidence and facts
 
@@ -268,7 +279,7 @@ class Reporting:
             latency=latency,
             latency_note=latency_note,
         )
-        self._written = list(write_report(results, self._summary))
+        self._written = list(write_report(results, self._summary, self._signer))
         alluredir = self._config.getoption("allure_report_dir", None)
         if alluredir:
             # Written once, here on the controller; the workers write only their test results.

@@ -13,13 +13,16 @@ from typing import Any
 import pytest
 
 from pytest_thunder_container.conformance.assessment import (
+    DEFAULT_COMMUNICATOR,
     Assessment,
     ThunderEnvironment,
     assess_container,
+    static_findings,
     thunder_environment,
 )
 from pytest_thunder_container.conformance.catalogue import load_catalogue
 from pytest_thunder_container.conformance.leftovers import leftovers
+from pytest_thunder_container.conformance.static_rules import Finding
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.oci.config import (
     adjust_for_thunder,
@@ -121,12 +124,35 @@ def thunder_assessment(
     )
 
 
+@pytest.fixture(scope="session")
+def thunder_static_findings(
+    request: pytest.FixtureRequest, thunder_settings: Settings, thunder_results: Path
+) -> dict[str, list[Finding]]:
+    """The static rules' findings: on the deployed config.json, or with --thunder-static-only on
+    --thunder-container-config alone (no target: judged as `thunder-container lint` does)."""
+    if not thunder_settings.static_only:
+        return request.getfixturevalue("thunder_assessment").static
+    assert thunder_settings.container_config is not None  # check_settings requires it
+    config = load_config(thunder_settings.container_config)
+    kept = thunder_results / "static" / "config.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return static_findings(
+        config,
+        dialect=thunder_settings.reference_api,
+        arch="arm64",
+        communicator=DEFAULT_COMMUNICATOR,
+    )
+
+
 @pytest.fixture
-def thunder_static(thunder_assessment: Assessment, thunder_evidence: Any) -> Verify:
+def thunder_static(
+    thunder_static_findings: dict[str, list[Finding]], thunder_evidence: Any
+) -> Verify:
     """Assert one requirement's static rule on the deployed config.json, with the evidence."""
 
     def verify(requirement: str) -> None:
-        findings = thunder_assessment.static[requirement]
+        findings = thunder_static_findings[requirement]
         text = "\n".join(f.text() for f in findings) or f"{requirement}: no finding"
         thunder_evidence.attach(f"{requirement} config.json findings", text)
         skipped = [f for f in findings if f.level == "SKIP"]
