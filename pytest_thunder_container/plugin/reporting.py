@@ -7,14 +7,13 @@ import json
 import time
 from collections.abc import Generator, Mapping, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
 from pytest_thunder_container import __version__
-from pytest_thunder_container.conformance.catalogue import CatalogueError, load_catalogue
+from pytest_thunder_container.conformance.catalogue import Catalogue
 from pytest_thunder_container.plugin.evidence import (
     EVIDENCE_PROPERTY,
     Evidence,
@@ -38,7 +37,6 @@ from pytest_thunder_container.report.certification import (
     load_latency,
     phase_from_dict,
     phase_to_dict,
-    sha256_text,
     write_atomically,
     write_report,
 )
@@ -74,21 +72,10 @@ def record_facts(config: pytest.Config, facts: Mapping[str, str]) -> None:
 class Reporting:
     """Registered by plugin.py: xdist workers forward what they gather; the controller writes."""
 
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, catalogue: Catalogue) -> None:
         self._config = config
         self._settings = settings
-        path = settings.catalogue
-        try:
-            self._catalogue = load_catalogue(path)
-            source = resources.files("pytest_thunder_container.conformance").joinpath(
-                "requirements.toml"
-            )
-            self._catalogue_sha256 = sha256_text(
-                Path(path).read_bytes() if path else source.read_bytes()
-            )
-        except (CatalogueError, OSError) as error:
-            where = f"--thunder-catalogue={path}: " if path else ""
-            raise pytest.UsageError(f"{where}{error}") from None
+        self._catalogue = catalogue  # the run's one catalogue (hooks.py loads it)
         try:
             key = settings.sign_key
             self._signer = load_signer(key, what="--thunder-sign-key") if key else None
@@ -275,7 +262,7 @@ class Reporting:
             targets,
             run,
             harness_version=__version__,
-            catalogue_sha256=self._catalogue_sha256,
+            catalogue_sha256=self._catalogue.sha256,
             latency=latency,
             latency_note=latency_note,
         )

@@ -20,7 +20,7 @@ from pytest_thunder_container.conformance.assessment import (
     static_findings,
     thunder_environment,
 )
-from pytest_thunder_container.conformance.catalogue import load_catalogue
+from pytest_thunder_container.conformance.catalogue import Catalogue
 from pytest_thunder_container.conformance.leftovers import leftovers
 from pytest_thunder_container.conformance.static_rules import Finding
 from pytest_thunder_container.errors import ThunderContainerError
@@ -35,7 +35,7 @@ from pytest_thunder_container.parity.run import run_parity
 from pytest_thunder_container.parity.scenario import SECTIONS, Scenario, ScenarioError, scenario_for
 from pytest_thunder_container.perf.latency_report import (
     LatencyResult,
-    TargetFacts,
+    LatencyTarget,
     merge_latency,
     perf_verdict,
     target_record,
@@ -110,6 +110,7 @@ def thunder_assessment(
     thunder_target: Target,
     thunder_results: Path,
     thunder_environment_of_host: ThunderEnvironment,
+    thunder_catalogue: Catalogue,
 ) -> Assessment:
     """The plugin activated in its container, observed once, judged for every requirement."""
     shell = thunder_target.shell
@@ -118,6 +119,7 @@ def thunder_assessment(
         thunder_deployment,
         thunder_jsonrpc,
         shell,
+        thunder_catalogue,
         arch=arch,
         connector=thunder_environment_of_host.connector,
         results=thunder_results,
@@ -167,7 +169,9 @@ def thunder_static(
 
 
 @pytest.fixture
-def thunder_runtime(thunder_assessment: Assessment, thunder_evidence: Any) -> Verify:
+def thunder_runtime(
+    thunder_assessment: Assessment, thunder_catalogue: Catalogue, thunder_evidence: Any
+) -> Verify:
     """Assert one requirement's runtime verdict on the running host, with the evidence."""
 
     def verify(requirement: str) -> None:
@@ -179,7 +183,7 @@ def thunder_runtime(thunder_assessment: Assessment, thunder_evidence: Any) -> Ve
             pytest.skip(f"not applicable: {verdict.message}")
         if verdict.outcome == "blocked":
             pytest.skip(f"blocked: {verdict.message}")
-        if verdict.outcome == "fail" and load_catalogue().get(requirement).level == "SHOULD":
+        if verdict.outcome == "fail" and thunder_catalogue.get(requirement).level == "SHOULD":
             pytest.xfail(f"SHOULD not met: {verdict.message}")
         assert verdict.outcome == "pass", verdict.message
 
@@ -276,7 +280,7 @@ def thunder_latency(
     )
     bench = run_benchmark(setup, progress=lambda line: say(f"[thunder] latency: {line}"))
     image = thunder_target.image
-    facts = TargetFacts(
+    facts = LatencyTarget(
         label=thunder_target.name,
         target=thunder_settings.targets[0].label,
         emulated=thunder_target.emulated,
@@ -294,7 +298,10 @@ def thunder_latency(
 
 @pytest.fixture
 def thunder_latency_check(
-    request: pytest.FixtureRequest, thunder_settings: Settings, thunder_evidence: Any
+    request: pytest.FixtureRequest,
+    thunder_settings: Settings,
+    thunder_catalogue: Catalogue,
+    thunder_evidence: Any,
 ) -> Verify:
     """Assert TC-PERF-001 or -002 on the measured figures, with the JSON and the plot attached."""
 
@@ -314,7 +321,7 @@ def thunder_latency_check(
         )
         verdict = perf_verdict(requirement, latency.record, limit)
         thunder_evidence.attach(f"{requirement} verdict", verdict.message)
-        if verdict.outcome == "fail" and load_catalogue().get(requirement).level == "SHOULD":
+        if verdict.outcome == "fail" and thunder_catalogue.get(requirement).level == "SHOULD":
             pytest.xfail(f"SHOULD not met: {verdict.message}")
         assert verdict.outcome == "pass", verdict.message
 
