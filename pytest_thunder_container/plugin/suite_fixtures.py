@@ -128,7 +128,10 @@ def thunder_assessment(
 
 @pytest.fixture(scope="session")
 def thunder_static_findings(
-    request: pytest.FixtureRequest, thunder_settings: Settings, thunder_results: Path
+    request: pytest.FixtureRequest,
+    thunder_settings: Settings,
+    thunder_results: Path,
+    thunder_catalogue: Catalogue,
 ) -> dict[str, list[Finding]]:
     """The static rules' findings: on the deployed config.json, or with --thunder-static-only on
     --thunder-container-config alone (no target: judged as `thunder-container lint` does)."""
@@ -141,6 +144,7 @@ def thunder_static_findings(
     kept.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return static_findings(
         config,
+        thunder_catalogue,
         dialect=thunder_settings.reference_api,
         arch="arm64",
         communicator=DEFAULT_COMMUNICATOR,
