@@ -17,6 +17,7 @@ from pytest_thunder_container.conformance.leftovers import (
 )
 from pytest_thunder_container.conformance.runc_log import target_now
 from pytest_thunder_container.errors import DeployError, ThunderContainerError
+from pytest_thunder_container.plugin.markers import requirement_cases
 from pytest_thunder_container.plugin.suite_fixtures import Verify
 from pytest_thunder_container.settings import Settings
 from pytest_thunder_container.shell.protocol import Shell
@@ -50,6 +51,7 @@ __all__ = [
     "leftovers",
     "plant_leftover_container",
     "read_kill_times",
+    "requirement_cases",
     "restart_thunder",
     "target_now",
     "thunder_down",

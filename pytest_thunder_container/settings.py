@@ -21,19 +21,14 @@ class SettingsError(ValueError):
 class TargetSpec:
     """One entry of --thunder-target: a QEMU machine or a serial line."""
 
-    kind: str  # "qemu", "serial" or "labgrid" (a place of labgrid's coordinator)
-    address: str  # machine name, device path / pyserial URL, or place name / KEY=VALUE tags
+    kind: str  # "qemu" or "serial"
+    address: str  # machine name, or the device path / pyserial URL
 
     @property
     def label(self) -> str:
         if self.kind == "qemu":
             return self.address
-        return f"{self.kind}-" + "".join(c if c.isalnum() else "-" for c in self.address).strip("-")
-
-    @property
-    def is_board(self) -> bool:
-        """A board the harness attaches to (not a QEMU machine it boots)."""
-        return self.kind in ("serial", "labgrid")
+        return "serial-" + "".join(c if c.isalnum() else "-" for c in self.address).strip("-")
 
 
 def parse_targets(value: str) -> tuple[TargetSpec, ...]:
@@ -70,18 +65,10 @@ def _parse_one(entry: str, whole: str) -> TargetSpec:
         return TargetSpec("serial", device)
     if entry.startswith(SERIAL_PREFIXES):
         return TargetSpec("serial", entry)
-    if entry.startswith("labgrid:"):
-        place = entry.removeprefix("labgrid:").strip()
-        if not place or entry != whole.strip():
-            raise SettingsError(
-                f"--thunder-target={whole}: 'labgrid:' takes one place name or KEY=VALUE tags "
-                "and no pool: labgrid's coordinator is the pool (e.g. labgrid:board=rpi3)"
-            )
-        return TargetSpec("labgrid", place)
     raise SettingsError(
         f"--thunder-target={whole}: unknown target {entry!r} (fix: one of "
         f"{', '.join(QEMU_MACHINES)}, serial:/dev/ttyUSB0, rfc2217://host:port, "
-        "socket://host:port, labgrid:PLACE, 'A|B' for a pool, or @poolfile)"
+        "socket://host:port, 'A|B' for a pool, or @poolfile)"
     )
 
 
@@ -219,12 +206,6 @@ class Settings:
         type=float,
         metavar="SECONDS",
     )
-    labgrid_coordinator: str | None = _option(
-        "--thunder-labgrid-coordinator",
-        "labgrid's coordinator for labgrid: targets (default: LG_COORDINATOR, else "
-        "127.0.0.1:20408)",
-        metavar="HOST:PORT",
-    )
     callsign: str = _option(
         "--thunder-callsign",
         "plugin to deploy in a container (default OCDM)",
@@ -278,6 +259,19 @@ class Settings:
         metavar="FILE",
         convert=tuple,
     )
+    static_only: bool = _option(
+        "--thunder-static-only",
+        "judge --thunder-container-config by the static rules alone: no target is started and "
+        "the runtime tests are deselected (a check before the real run; it certifies nothing)",
+        default=False,
+        action="store_true",
+    )
+    sign_key: Path | None = _option(
+        "--thunder-sign-key",
+        "sign thunder-report.json with this Ed25519 private key (PEM PKCS#8)",
+        type=Path,
+        metavar="KEY",
+    )
     list_requirements: bool = _option(
         "--thunder-requirements",
         "list the requirement catalogue with the tests that cover each ID and run nothing;"
@@ -321,12 +315,12 @@ def check_settings(settings: Settings) -> None:
             f"--thunder-timeout-factor={settings.timeout_factor}: must be > 0 "
             "(fix: e.g. 2 on a slow machine)"
         )
-    serial = [spec for spec in settings.targets if spec.is_board]
-    if settings.power_cycle == "labgrid" and not any(s.kind == "labgrid" for s in serial):
+    if settings.static_only and settings.container_config is None:
         raise SettingsError(
-            "--thunder-power-cycle=labgrid switches a labgrid place's power port; the target "
-            "is not a place (fix: --thunder-target=labgrid:PLACE, or give a host command)"
+            "--thunder-static-only needs --thunder-container-config=JSON: the config.json "
+            "to judge (fix: add it)"
         )
+    serial = [spec for spec in settings.targets if spec.kind == "serial"]
     if serial and settings.image is not None:
         raise SettingsError(
             "--thunder-image boots an image in QEMU; it can't apply to serial "

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_thunder_container.conformance.catalogue import load_catalogue
 from pytest_thunder_container.conformance.static_rules import Finding, LintContext, check_config
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.oci.config import DEFAULT_COMMUNICATOR, DIALECTS, load_config
@@ -53,6 +54,7 @@ def run_lint(args: argparse.Namespace) -> int:
     summary line on stderr, so stdout holds findings only.
     """
     ctx = LintContext.create(
+        load_catalogue(),
         dialect=args.dialect,
         arch=args.arch,
         communicator=args.communicator,

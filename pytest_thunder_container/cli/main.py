@@ -1,4 +1,4 @@
-"""The `thunder-container` command: image build, lint, report."""
+"""The `thunder-container` command: image, thunder, lint, certify, report."""
 
 from __future__ import annotations
 
@@ -34,12 +34,32 @@ def _parser() -> argparse.ArgumentParser:
     from pytest_thunder_container.cli import lint as lintcli
 
     lintcli.add_arguments(lint)
+
+    certify = sub.add_parser(
+        "certify",
+        help="run the packaged suites with the recommended options; exit 0 only when certified",
+        usage="thunder-container certify [PYTEST-OPTION ...]",
+        description="Run the conformance suites of the installed package. Every option is "
+        "pytest's: --thunder-image=PATH, --thunder-target=..., -n 2, ... (pytest --help).",
+    )
+    from pytest_thunder_container.cli import certify as certifycli
+
+    certifycli.add_arguments(certify)
+
+    report = sub.add_parser("report", help="verify a results folder; make a signing key")
+    from pytest_thunder_container.cli import report as reportcli
+
+    reportcli.add_arguments(report.add_subparsers(dest="report_command", required=True))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "pass_to_pytest", False):
+        args.pytest_args = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args))
     except ThunderContainerError as error:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_thunder_container.conformance.catalogue import Catalogue
 from pytest_thunder_container.conformance.failed_activation import diagnose_failed_activation
 from pytest_thunder_container.conformance.observe import (
     Observation,
@@ -22,10 +23,10 @@ from pytest_thunder_container.conformance.runtime.table import (
     evaluate,
 )
 from pytest_thunder_container.conformance.static_rules import (
-    STATIC_RULES,
     Finding,
     LintContext,
     run_rule,
+    static_rules,
 )
 from pytest_thunder_container.errors import DeployError, ThunderContainerError
 from pytest_thunder_container.shell.protocol import Shell
@@ -83,12 +84,17 @@ def thunder_environment(shell: Shell, callsign: str) -> ThunderEnvironment:
 
 
 def static_findings(
-    config: dict[str, Any], *, dialect: str | None, arch: str, communicator: str
+    config: dict[str, Any],
+    catalogue: Catalogue,
+    *,
+    dialect: str | None,
+    arch: str,
+    communicator: str,
 ) -> dict[str, list[Finding]]:
-    """Every static rule on one config, by requirement ID (an empty list is a pass)."""
-    ctx = LintContext.create(dialect=dialect, arch=arch, communicator=communicator)
+    """Every static rule of the catalogue on one config, by ID (an empty list is a pass)."""
+    ctx = LintContext.create(catalogue, dialect=dialect, arch=arch, communicator=communicator)
     results: dict[str, list[Finding]] = {}
-    for rid in STATIC_RULES:
+    for rid in static_rules(catalogue):
         try:
             results[rid] = run_rule(rid, config, ctx)
         except ThunderContainerError as error:  # e.g. the OCI schema isn't installed
@@ -100,6 +106,7 @@ def assess_container(
     deployment: ContainerDeployment,
     thunder: ThunderClient,
     shell: Shell,
+    catalogue: Catalogue,
     *,
     arch: str,
     connector: str,
@@ -115,7 +122,7 @@ def assess_container(
         found = diagnose_failed_activation(shell, thunder, callsign, started=started)
         activation_error = f"{error} ({found.describe()})"
     state = _guarded(lambda: thunder.state(callsign))
-    observation = observe(shell, callsign, connector=connector)
+    observation = observe(shell, callsign, catalogue, connector=connector)
     links = _guarded(thunder.links) or []
     context = RuntimeContext(
         callsign=callsign,
@@ -132,9 +139,13 @@ def assess_container(
         callsign,
         deployment.config,
         static_findings(
-            deployment.config, dialect=thunder.dialect, arch=arch, communicator=connector
+            deployment.config,
+            catalogue,
+            dialect=thunder.dialect,
+            arch=arch,
+            communicator=connector,
         ),
-        evaluate(observation, context),
+        evaluate(observation, context, catalogue),
         observation,
         context,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -18,7 +19,7 @@ DIALECTS = ("R4.4", "R5")
 ID_PATTERN = re.compile(r"^TC-(?P<area>[A-Z]+)-(?P<number>\d{3})$")
 
 _REQUIRED_FIELDS = ("id", "area", "level", "statement", "source", "checks")
-_OPTIONAL_FIELDS = ("dialects", "note")
+_OPTIONAL_FIELDS = ("dialects", "note", "subject")
 
 
 class CatalogueError(ThunderContainerError):
@@ -37,6 +38,7 @@ class Requirement:
     checks: str
     dialects: tuple[str, ...] = DIALECTS
     note: str = ""
+    subject: str = ""  # NS: the namespace type; MASK, RO: the path
 
     @property
     def is_static(self) -> bool:
@@ -60,6 +62,7 @@ class Catalogue:
     requirements: tuple[Requirement, ...]
     area_titles: Mapping[str, str]
     origin: str
+    sha256: str = ""  # of the TOML text it was parsed from
 
     def get(self, requirement_id: str) -> Requirement:
         """The requirement with this ID; a CatalogueError names an unknown one."""
@@ -91,19 +94,27 @@ class Catalogue:
         """The requirements of one area, in catalogue order."""
         return tuple(requirement for requirement in self.requirements if requirement.area == area)
 
+    def subjects(self, area: str) -> tuple[str, ...]:
+        """The subjects of an area in catalogue order: e.g. the masked paths for MASK."""
+        return tuple(r.subject for r in self.in_area(area) if r.subject)
+
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
     """Load and validate the catalogue: the packaged requirements.toml unless a path is given."""
     if path is None:
         source = resources.files(__package__).joinpath("requirements.toml")
         origin = "requirements.toml (package data)"
-        text = source.read_text(encoding="utf-8")
+        raw = source.read_bytes()
     else:
         origin = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            raw = Path(path).read_bytes()
         except OSError as error:
             raise CatalogueError(f"{origin}: can't read the catalogue: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8")  # bytes as they are: the sha256 is the file's
+    except UnicodeDecodeError as error:
+        raise CatalogueError(f"{origin}: not UTF-8 text: {error}") from None
     return parse_catalogue(text, origin=origin)
 
 
@@ -125,7 +136,8 @@ def parse_catalogue(text: str, *, origin: str = "<catalogue>") -> Catalogue:
             raise CatalogueError(f"{origin}: requirement ID {requirement.id} appears twice")
         seen.add(requirement.id)
         requirements.append(requirement)
-    return Catalogue(tuple(requirements), area_titles, origin)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return Catalogue(tuple(requirements), area_titles, origin, digest)
 
 
 def _area_titles(table: Any, origin: str) -> dict[str, str]:
@@ -169,9 +181,9 @@ def _requirement(entry: Any, where: str, area_titles: Mapping[str, str]) -> Requ
         or any(dialect not in DIALECTS for dialect in dialects)
     ):
         raise CatalogueError(f"{where}: dialects must be a non-empty list of {', '.join(DIALECTS)}")
-    note = entry.get("note", "")
-    if not isinstance(note, str):
-        raise CatalogueError(f"{where}: note must be a string")
+    note, subject = entry.get("note", ""), entry.get("subject", "")
+    if not isinstance(note, str) or not isinstance(subject, str):
+        raise CatalogueError(f"{where}: note and subject must be strings")
     return Requirement(
         id=entry["id"],
         area=entry["area"],
@@ -181,4 +193,5 @@ def _requirement(entry: Any, where: str, area_titles: Mapping[str, str]) -> Requ
         checks=entry["checks"],
         dialects=tuple(dialects),
         note=note,
+        subject=subject,
     )

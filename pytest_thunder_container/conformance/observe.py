@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_thunder_container.conformance.catalogue import Catalogue
 from pytest_thunder_container.shell.protocol import Shell
 
 # The hosts are found in the thunder layer (deployment needs them); probes and callers import here.
@@ -15,20 +17,6 @@ from pytest_thunder_container.thunder.hosts import HOST_NAMES as HOST_NAMES
 from pytest_thunder_container.thunder.hosts import PluginHost as PluginHost
 from pytest_thunder_container.thunder.hosts import find_plugin_hosts as find_plugin_hosts
 
-NAMESPACES = ("pid", "net", "ipc", "uts", "mnt", "cgroup", "user")
-MASKED_PATHS = (
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/timer_list",
-    "/proc/sched_debug",
-    "/sys/firmware",
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/latency_stats",
-    "/proc/timer_stats",
-    "/proc/scsi",
-)
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 # A file under each read-only path that root may open for writing where the mount allows it
 # (directories can't be opened for writing; read-only files would say EACCES, not EROFS).
 READONLY_WRITE_TARGETS = {
@@ -113,14 +101,15 @@ def _section(name: str) -> str:
     return f"echo {shlex.quote(SECTION + name)}"
 
 
-def outside_script(pid: int, container_id: str) -> str:
-    """Read the host process from the target's side: namespaces, status, environ, mounts, runc."""
+def outside_script(pid: int, container_id: str, paths: Sequence[str]) -> str:
+    """Read the host process from the target's side: namespaces, status, environ, mounts, runc;
+    and which of `paths` (the catalogue's masked and read-only paths) the target has."""
     proc = f"/proc/{pid}"
     q = shlex.quote
-    exists = " ".join(q(p) for p in (*MASKED_PATHS, *READONLY_PATHS))
+    exists = " ".join(q(p) for p in paths)
     parts = [
         _section("ns"),
-        f'for n in {" ".join(NAMESPACES)}; do echo "$n $(readlink /proc/1/ns/$n) '
+        f'for n in $(ls /proc/1/ns); do echo "$n $(readlink /proc/1/ns/$n) '
         f'$(readlink {proc}/ns/$n)"; done',
         _section("status"),
         f"cat {proc}/status",
@@ -149,10 +138,10 @@ def outside_script(pid: int, container_id: str) -> str:
     return "; ".join(parts)
 
 
-def inside_script(token: str, connector: str) -> str:
+def inside_script(token: str, connector: str, masked_paths: Sequence[str]) -> str:
     """Run inside the container with runc exec: what a process in there can see and do."""
     q = shlex.quote
-    masked = " ".join(q(p) for p in MASKED_PATHS)
+    masked = " ".join(q(p) for p in masked_paths)
     writable = " ".join(q(p) for p in READONLY_WRITE_TARGETS.values())
     probe = f"/.tc-probe-{token}"
     parts = [
@@ -190,13 +179,15 @@ def inside_script(token: str, connector: str) -> str:
 def observe(
     shell: Shell,
     callsign: str,
+    catalogue: Catalogue,
     *,
     container_id: str | None = None,
     connector: str = "/tmp/communicator",
     inside: bool = True,
     timeout: float = 120.0,
 ) -> Observation:
-    """Find the host for `callsign` and read everything the checks need, in two round trips."""
+    """Find the host for `callsign` and read everything the checks of `catalogue` need, in two
+    round trips."""
     container = container_id or callsign
     hosts = find_plugin_hosts(shell, callsign)
     if not hosts:
@@ -211,13 +202,14 @@ def observe(
         if len(hosts) == 1
         else (f"{len(hosts)} hosts for {callsign}: {[h.pid for h in hosts]}; observed {host.pid}",)
     )
-    script = outside_script(host.pid, container)
+    masked = catalogue.subjects("MASK")
+    script = outside_script(host.pid, container, (*masked, *catalogue.subjects("RO")))
     result = shell.run(script, timeout=timeout)
     outside = Probe("target", script, result.returncode, split_sections(result.stdout))
     if not inside:
         return Observation(callsign, host, outside, notes=notes)
     token = secrets.token_hex(4)
-    inner = inside_script(token, connector)
+    inner = inside_script(token, connector, masked)
     command = f"runc exec {shlex.quote(container)} sh -c {shlex.quote(inner)}"
     result = shell.run(command, timeout=timeout)
     inside_probe = Probe("container", command, result.returncode, split_sections(result.stdout))

@@ -238,6 +238,10 @@ def runc_json(text: str) -> Any:
         return None
 
 
+# /proc/<pid>/ns names where they differ from the OCI namespace types.
+PROC_NS_NAMES = {"network": "net", "mount": "mnt"}
+
+
 def namespace_links(text: str) -> dict[str, tuple[str, str]]:
     """The probe's `ns` section: kind -> (init's link, the host's link); '' where unreadable."""
     links: dict[str, tuple[str, str]] = {}

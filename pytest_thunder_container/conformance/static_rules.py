@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_thunder_container.conformance.catalogue import Catalogue, load_catalogue
+from pytest_thunder_container.conformance.catalogue import Catalogue, Requirement, load_catalogue
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.oci.config import (
     CAPABILITY_SETS,
@@ -72,13 +72,14 @@ class LintContext:
     @classmethod
     def create(
         cls,
+        catalogue: Catalogue,
         *,
         dialect: str | None = None,
         arch: str = "arm64",
         communicator: str = DEFAULT_COMMUNICATOR,
         schema_dir: Path = DEBIAN_SCHEMA_DIR,
     ) -> LintContext:
-        """Load the catalogue and the schema (absent schema: noted, and TC-CFG-001 is skipped)."""
+        """Judge by `catalogue` (the run's); load the schema (absent: noted, TC-CFG-001 skipped)."""
         check_dialect(dialect)
         try:
             schema: OciSchema | None = load_oci_schema(schema_dir)
@@ -86,7 +87,7 @@ class LintContext:
             schema, note = None, str(missing)
         else:
             note = f"OCI schema: {schema.source.describe()}"
-        return cls(load_catalogue(), schema, note, dialect, normalise_arch(arch), communicator)
+        return cls(catalogue, schema, note, dialect, normalise_arch(arch), communicator)
 
     def finding(self, rule_id: str, path: str, message: str, fix: str) -> Finding:
         """A finding whose level comes from the catalogue, so it lives in one place."""
@@ -443,12 +444,14 @@ def check_hostname(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
     return [ctx.finding("TC-HOST-001", "hostname", message, 'set "hostname": "runc"')]
 
 
-_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware")
-_MASKED += ("/proc/acpi", "/proc/asound", "/proc/latency_stats", "/proc/timer_stats", "/proc/scsi")
-_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-_NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup")
+# The families of requirements whose subject (namespace type, path) the catalogue lists in order.
+SUBJECT_RULES: Mapping[str, Callable[[str, str], Rule]] = {
+    "NS": _namespace_rule,
+    "MASK": lambda rid, path: _path_list_rule(rid, "maskedPaths", path, "masked"),
+    "RO": lambda rid, path: _path_list_rule(rid, "readonlyPaths", path, "read-only"),
+}
 
-STATIC_RULES: Mapping[str, Rule] = {
+RULES: Mapping[str, Rule] = {
     "TC-CFG-001": check_schema,
     "TC-CFG-002": check_platform,
     "TC-CFG-003": check_root_path,
@@ -458,17 +461,6 @@ STATIC_RULES: Mapping[str, Rule] = {
     "TC-ENV-002": check_message_dispatcher_env,
     "TC-ENV-003": check_obsolete_env,
     "TC-ENV-004": check_path_env,
-    **{
-        f"TC-NS-{n:03d}": _namespace_rule(f"TC-NS-{n:03d}", k) for n, k in enumerate(_NAMESPACES, 1)
-    },
-    **{
-        f"TC-MASK-{n:03d}": _path_list_rule(f"TC-MASK-{n:03d}", "maskedPaths", path, "masked")
-        for n, path in enumerate(_MASKED, 1)
-    },
-    **{
-        f"TC-RO-{n:03d}": _path_list_rule(f"TC-RO-{n:03d}", "readonlyPaths", path, "read-only")
-        for n, path in enumerate(_READONLY, 1)
-    },
     "TC-CAP-001": check_no_sys_admin,
     "TC-CAP-002": check_default_capabilities,
     "TC-CAP-003": check_ambient_empty,
@@ -486,24 +478,40 @@ STATIC_RULES: Mapping[str, Rule] = {
     "TC-DEV-001": check_device_cgroup,
     "TC-HOST-001": check_hostname,
 }
-"""Every static rule by requirement ID, so a suite can run exactly one (see run_rule)."""
+"""The static rules with a function of their own, by requirement ID."""
+
+
+def _rule_of(requirement: Requirement) -> Rule | None:
+    if requirement.id in RULES:
+        return RULES[requirement.id]
+    family = SUBJECT_RULES.get(requirement.area)
+    if family is None or not requirement.subject or not requirement.is_static:
+        return None
+    return family(requirement.id, requirement.subject)
+
+
+def static_rules(catalogue: Catalogue) -> dict[str, Rule]:
+    """Every static rule of the catalogue by requirement ID, in catalogue order."""
+    rules = {requirement.id: _rule_of(requirement) for requirement in catalogue}
+    return {rule_id: rule for rule_id, rule in rules.items() if rule is not None}
 
 
 def run_rule(rule_id: str, config: dict[str, Any], ctx: LintContext) -> list[Finding]:
     """Run one rule by ID (TC-CFG-001 raises SchemaUnavailable when there is no schema)."""
-    if rule_id not in STATIC_RULES:
+    rule = _rule_of(ctx.catalogue.get(rule_id))
+    if rule is None:
         raise ThunderContainerError(f"no static rule for {rule_id}: it is checked at runtime only")
-    return STATIC_RULES[rule_id](config, ctx)
+    return rule(config, ctx)
 
 
 def check_config(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
     """Every static rule that applies to the context's dialect, findings in catalogue order."""
     findings: list[Finding] = []
-    for requirement in ctx.catalogue:
-        if requirement.id not in STATIC_RULES or not requirement.applies_to(ctx.dialect):
+    for rule_id, rule in static_rules(ctx.catalogue).items():
+        if not ctx.catalogue.get(rule_id).applies_to(ctx.dialect):
             continue
         try:
-            findings.extend(STATIC_RULES[requirement.id](config, ctx))
+            findings.extend(rule(config, ctx))
         except SchemaUnavailable:
             continue  # ctx.schema_note says so; the other rules still run
     return findings
@@ -512,13 +520,19 @@ def check_config(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
 def lint_config(
     config: dict[str, Any],
     *,
+    catalogue: Catalogue | None = None,
     dialect: str | None = None,
     arch: str = "arm64",
     communicator: str = DEFAULT_COMMUNICATOR,
     schema_dir: Path = DEBIAN_SCHEMA_DIR,
 ) -> list[Finding]:
-    """Lint one config against the OCI schema and every Thunder rule."""
+    """Lint one config against the OCI schema and every Thunder rule (of the packaged catalogue
+    unless one is given)."""
     ctx = LintContext.create(
-        dialect=dialect, arch=arch, communicator=communicator, schema_dir=schema_dir
+        catalogue or load_catalogue(),
+        dialect=dialect,
+        arch=arch,
+        communicator=communicator,
+        schema_dir=schema_dir,
     )
     return check_config(config, ctx)

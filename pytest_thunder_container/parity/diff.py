@@ -11,8 +11,8 @@ from pytest_thunder_container.parity.scenario import (
     SECTION_TITLES,
     SECTIONS,
     Exchange,
+    ParityTranscript,
     Scenario,
-    Transcript,
 )
 
 ABSENT = "<absent>"
@@ -34,8 +34,8 @@ class Difference:
 @dataclass(frozen=True)
 class ParityResult:
     scenario: Scenario
-    local: Transcript
-    container: Transcript
+    local: ParityTranscript
+    container: ParityTranscript
     differences: tuple[Difference, ...]
 
     def verdict(self, requirement: str) -> tuple[bool, str]:
@@ -62,7 +62,9 @@ class ParityResult:
         )
 
 
-def compare(scenario: Scenario, local: Transcript, container: Transcript) -> ParityResult:
+def compare(
+    scenario: Scenario, local: ParityTranscript, container: ParityTranscript
+) -> ParityResult:
     """Entries paired by (section, request, occurrence), compared field by field."""
     left, right = _keyed(local), _keyed(container)
     differences = []
@@ -87,7 +89,7 @@ def compare(scenario: Scenario, local: Transcript, container: Transcript) -> Par
     return ParityResult(scenario, local, container, tuple(differences))
 
 
-def _keyed(transcript: Transcript) -> dict[tuple[str, str, int], Exchange]:
+def _keyed(transcript: ParityTranscript) -> dict[tuple[str, str, int], Exchange]:
     keyed: dict[tuple[str, str, int], Exchange] = {}
     for exchange in transcript.exchanges:
         n = 0
@@ -194,7 +196,7 @@ def _cut(text: str, width: int) -> str:
 def html_diff(result: ParityResult) -> str:
     """Both compared transcripts side by side as one HTML page (difflib's table)."""
 
-    def lines(transcript: Transcript) -> list[str]:
+    def lines(transcript: ParityTranscript) -> list[str]:
         return [
             f"[{e.section}] {e.request} -> {_compact(e.compared)}" for e in transcript.exchanges
         ]

@@ -21,9 +21,9 @@ from pytest_thunder_container.parity.scenario import (
     SECTIONS,
     Call,
     Exchange,
+    ParityTranscript,
     Problem,
     Scenario,
-    Transcript,
     masked,
     values_at,
 )
@@ -86,7 +86,7 @@ def run_scenario(
     *,
     leftovers: Callable[[], Leftovers],
     timeout_factor: float = 1.0,
-) -> Transcript:
+) -> ParityTranscript:
     """Switch the plugin to `mode`, make the scenario's calls, look at Controller, cycle it."""
     if mode not in MODES:
         raise ThunderContainerError(f"parity mode {mode!r}: use one of {', '.join(MODES)}")
@@ -151,7 +151,7 @@ def run_scenario(
             wait="result" in done,
         )
         _deactivate(rec, f"cycle {cycle}", thunder, callsign, leftovers, settle)
-    return Transcript(
+    return ParityTranscript(
         mode, callsign, thunder.dialect, tuple(rec.exchanges), tuple(rec.problems), version
     )
 

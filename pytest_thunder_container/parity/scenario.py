@@ -294,7 +294,9 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class Transcript:
+class ParityTranscript:
+    """What one mode answered to the scenario: every exchange, the problems, Thunder's version."""
+
     mode: str
     callsign: str
     dialect: str

@@ -49,7 +49,7 @@ ORDER = ("activation.", "container.", "floor.", "selfcheck.")
 
 
 @dataclass(frozen=True)
-class TargetFacts:
+class LatencyTarget:
     label: str
     target: str
     emulated: bool
@@ -73,7 +73,7 @@ def describe(name: str) -> str:
     return DESCRIPTIONS.get(name, name)
 
 
-def target_record(bench: Benchmark, facts: TargetFacts) -> dict[str, Any]:
+def target_record(bench: Benchmark, facts: LatencyTarget) -> dict[str, Any]:
     """The block for one target: facts, clock, every measurement's samples and statistics."""
     measurements = {
         name: {

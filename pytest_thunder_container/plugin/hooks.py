@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from pytest_thunder_container import __version__
+from pytest_thunder_container.conformance.catalogue import Catalogue, CatalogueError, load_catalogue
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.inputs import check_inputs
 from pytest_thunder_container.plugin import suite_fixtures
+from pytest_thunder_container.plugin.markers import CATALOGUE
 from pytest_thunder_container.plugin.reporting import Reporting, record_facts
 from pytest_thunder_container.plugin.terminal import progress_printer
 from pytest_thunder_container.plugin.thunder_watch import ThunderWatch
@@ -58,15 +60,40 @@ def pytest_configure(config: pytest.Config) -> None:
         check_inputs(settings)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
+    try:
+        catalogue = load_catalogue(settings.catalogue)
+    except CatalogueError as error:
+        where = f"--thunder-catalogue={settings.catalogue}: " if settings.catalogue else ""
+        raise pytest.UsageError(f"{where}{error}") from None
     config.stash[SETTINGS] = settings
-    config.pluginmanager.register(Reporting(config, settings), "thunder-reporting")
+    config.stash[CATALOGUE] = catalogue
+    config.pluginmanager.register(Reporting(config, settings, catalogue), "thunder-reporting")
     config.pluginmanager.register(suite_fixtures, "thunder-suite-fixtures")
     config.pluginmanager.register(ThunderWatch(), "thunder-watch")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.stash[SETTINGS].static_only:
+        return
+    # --thunder-static-only: no target, so only the tests of the static rules can run.
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        static = "thunder_static" in getattr(item, "fixturenames", ())
+        (kept if static else dropped).append(item)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 @pytest.fixture(scope="session")
 def thunder_settings(pytestconfig: pytest.Config) -> Settings:
     return pytestconfig.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def thunder_catalogue(pytestconfig: pytest.Config) -> Catalogue:
+    """The run's requirement catalogue, loaded once: every layer judges by this one."""
+    return pytestconfig.stash[CATALOGUE]
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
 
 import pytest
 
 from pytest_thunder_container.conformance.catalogue import Catalogue
 
 REQUIREMENT_PROPERTY = "requirement"
+CATALOGUE = pytest.StashKey[Catalogue]()  # the run's catalogue, set by hooks.pytest_configure
+
+
+def requirement_cases(config: pytest.Config, area: str) -> list[Any]:
+    """One parameter per requirement of an area with a subject, marked with its ID: a suite's
+    masked paths or namespaces come from the run's catalogue, never from a list of its own."""
+    return [
+        pytest.param(r.id, marks=pytest.mark.requirement(r.id), id=r.subject)
+        for r in config.stash[CATALOGUE].in_area(area)
+        if r.subject
+    ]
 
 
 def requirement_ids(item: pytest.Item) -> tuple[str, ...]:

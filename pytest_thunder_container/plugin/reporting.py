@@ -5,16 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
 from pytest_thunder_container import __version__
-from pytest_thunder_container.conformance.catalogue import CatalogueError, load_catalogue
+from pytest_thunder_container.conformance.catalogue import Catalogue
 from pytest_thunder_container.plugin.evidence import (
     EVIDENCE_PROPERTY,
     Evidence,
@@ -38,10 +37,10 @@ from pytest_thunder_container.report.certification import (
     load_latency,
     phase_from_dict,
     phase_to_dict,
-    sha256_text,
     write_atomically,
     write_report,
 )
+from pytest_thunder_container.report.signing import KeyFileError, load_signer
 from pytest_thunder_container.settings import Settings, worker_id
 
 PLUGIN_NAME = "thunder-reporting"
@@ -73,21 +72,15 @@ def record_facts(config: pytest.Config, facts: Mapping[str, str]) -> None:
 class Reporting:
     """Registered by plugin.py: xdist workers forward what they gather; the controller writes."""
 
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, catalogue: Catalogue) -> None:
         self._config = config
         self._settings = settings
-        path = settings.catalogue
+        self._catalogue = catalogue  # the run's one catalogue (hooks.py loads it)
         try:
-            self._catalogue = load_catalogue(path)
-            source = resources.files("pytest_thunder_container.conformance").joinpath(
-                "requirements.toml"
-            )
-            self._catalogue_sha256 = sha256_text(
-                Path(path).read_bytes() if path else source.read_bytes()
-            )
-        except (CatalogueError, OSError) as error:
-            where = f"--thunder-catalogue={path}: " if path else ""
-            raise pytest.UsageError(f"{where}{error}") from None
+            key = settings.sign_key
+            self._signer = load_signer(key, what="--thunder-sign-key") if key else None
+        except KeyFileError as error:
+            raise pytest.UsageError(str(error)) from None
         self._is_worker = hasattr(config, "workerinput")
         self._worker = worker_id()
         self._started = time.time()
@@ -109,7 +102,12 @@ class Reporting:
         )
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self._collected = {item.nodeid: requirement_ids(item) for item in session.items}
+        self._collected.update((item.nodeid, requirement_ids(item)) for item in session.items)
+
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        # A deselected test (-k, -m, --thunder-static-only) is a check not run: its requirement
+        # must not pass on the other tests alone.
+        self._collected.update((item.nodeid, requirement_ids(item)) for item in items)
 
     # ------------------------------------------------------------------ evidence and facts
 
@@ -264,11 +262,11 @@ class Reporting:
             targets,
             run,
             harness_version=__version__,
-            catalogue_sha256=self._catalogue_sha256,
+            catalogue_sha256=self._catalogue.sha256,
             latency=latency,
             latency_note=latency_note,
         )
-        self._written = list(write_report(results, self._summary))
+        self._written = list(write_report(results, self._summary, self._signer))
         alluredir = self._config.getoption("allure_report_dir", None)
         if alluredir:
             # Written once, here on the controller; the workers write only their test results.

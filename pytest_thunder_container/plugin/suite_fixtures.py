@@ -13,13 +13,16 @@ from typing import Any
 import pytest
 
 from pytest_thunder_container.conformance.assessment import (
+    DEFAULT_COMMUNICATOR,
     Assessment,
     ThunderEnvironment,
     assess_container,
+    static_findings,
     thunder_environment,
 )
-from pytest_thunder_container.conformance.catalogue import load_catalogue
+from pytest_thunder_container.conformance.catalogue import Catalogue
 from pytest_thunder_container.conformance.leftovers import leftovers
+from pytest_thunder_container.conformance.static_rules import Finding
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.oci.config import (
     adjust_for_thunder,
@@ -32,7 +35,7 @@ from pytest_thunder_container.parity.run import run_parity
 from pytest_thunder_container.parity.scenario import SECTIONS, Scenario, ScenarioError, scenario_for
 from pytest_thunder_container.perf.latency_report import (
     LatencyResult,
-    TargetFacts,
+    LatencyTarget,
     merge_latency,
     perf_verdict,
     target_record,
@@ -107,6 +110,7 @@ def thunder_assessment(
     thunder_target: Target,
     thunder_results: Path,
     thunder_environment_of_host: ThunderEnvironment,
+    thunder_catalogue: Catalogue,
 ) -> Assessment:
     """The plugin activated in its container, observed once, judged for every requirement."""
     shell = thunder_target.shell
@@ -115,18 +119,46 @@ def thunder_assessment(
         thunder_deployment,
         thunder_jsonrpc,
         shell,
+        thunder_catalogue,
         arch=arch,
         connector=thunder_environment_of_host.connector,
         results=thunder_results,
     )
 
 
+@pytest.fixture(scope="session")
+def thunder_static_findings(
+    request: pytest.FixtureRequest,
+    thunder_settings: Settings,
+    thunder_results: Path,
+    thunder_catalogue: Catalogue,
+) -> dict[str, list[Finding]]:
+    """The static rules' findings: on the deployed config.json, or with --thunder-static-only on
+    --thunder-container-config alone (no target: judged as `thunder-container lint` does)."""
+    if not thunder_settings.static_only:
+        return request.getfixturevalue("thunder_assessment").static
+    assert thunder_settings.container_config is not None  # check_settings requires it
+    config = load_config(thunder_settings.container_config)
+    kept = thunder_results / "static" / "config.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return static_findings(
+        config,
+        thunder_catalogue,
+        dialect=thunder_settings.reference_api,
+        arch="arm64",
+        communicator=DEFAULT_COMMUNICATOR,
+    )
+
+
 @pytest.fixture
-def thunder_static(thunder_assessment: Assessment, thunder_evidence: Any) -> Verify:
+def thunder_static(
+    thunder_static_findings: dict[str, list[Finding]], thunder_evidence: Any
+) -> Verify:
     """Assert one requirement's static rule on the deployed config.json, with the evidence."""
 
     def verify(requirement: str) -> None:
-        findings = thunder_assessment.static[requirement]
+        findings = thunder_static_findings[requirement]
         text = "\n".join(f.text() for f in findings) or f"{requirement}: no finding"
         thunder_evidence.attach(f"{requirement} config.json findings", text)
         skipped = [f for f in findings if f.level == "SKIP"]
@@ -141,7 +173,9 @@ def thunder_static(thunder_assessment: Assessment, thunder_evidence: Any) -> Ver
 
 
 @pytest.fixture
-def thunder_runtime(thunder_assessment: Assessment, thunder_evidence: Any) -> Verify:
+def thunder_runtime(
+    thunder_assessment: Assessment, thunder_catalogue: Catalogue, thunder_evidence: Any
+) -> Verify:
     """Assert one requirement's runtime verdict on the running host, with the evidence."""
 
     def verify(requirement: str) -> None:
@@ -153,7 +187,7 @@ def thunder_runtime(thunder_assessment: Assessment, thunder_evidence: Any) -> Ve
             pytest.skip(f"not applicable: {verdict.message}")
         if verdict.outcome == "blocked":
             pytest.skip(f"blocked: {verdict.message}")
-        if verdict.outcome == "fail" and load_catalogue().get(requirement).level == "SHOULD":
+        if verdict.outcome == "fail" and thunder_catalogue.get(requirement).level == "SHOULD":
             pytest.xfail(f"SHOULD not met: {verdict.message}")
         assert verdict.outcome == "pass", verdict.message
 
@@ -250,7 +284,7 @@ def thunder_latency(
     )
     bench = run_benchmark(setup, progress=lambda line: say(f"[thunder] latency: {line}"))
     image = thunder_target.image
-    facts = TargetFacts(
+    facts = LatencyTarget(
         label=thunder_target.name,
         target=thunder_settings.targets[0].label,
         emulated=thunder_target.emulated,
@@ -268,7 +302,10 @@ def thunder_latency(
 
 @pytest.fixture
 def thunder_latency_check(
-    request: pytest.FixtureRequest, thunder_settings: Settings, thunder_evidence: Any
+    request: pytest.FixtureRequest,
+    thunder_settings: Settings,
+    thunder_catalogue: Catalogue,
+    thunder_evidence: Any,
 ) -> Verify:
     """Assert TC-PERF-001 or -002 on the measured figures, with the JSON and the plot attached."""
 
@@ -288,7 +325,7 @@ def thunder_latency_check(
         )
         verdict = perf_verdict(requirement, latency.record, limit)
         thunder_evidence.attach(f"{requirement} verdict", verdict.message)
-        if verdict.outcome == "fail" and load_catalogue().get(requirement).level == "SHOULD":
+        if verdict.outcome == "fail" and thunder_catalogue.get(requirement).level == "SHOULD":
             pytest.xfail(f"SHOULD not met: {verdict.message}")
         assert verdict.outcome == "pass", verdict.message
 

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from pytest_thunder_container.conformance.catalogue import LEVELS, Catalogue, Requirement
 from pytest_thunder_container.report.allure import categorise
 from pytest_thunder_container.report.html import render_html
+from pytest_thunder_container.report.integrity import INTEGRITY, seal, unsigned_section
+from pytest_thunder_container.report.signing import Signer
 
 SCHEMA_VERSION = 1
 REPORT_JSON = "thunder-report.json"
@@ -377,9 +379,14 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def write_report(results: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
-    """thunder-report.json and thunder-report.html in the results folder."""
+def write_report(
+    results: Path, report: Mapping[str, Any], signer: Signer | None = None
+) -> tuple[Path, Path]:
+    """thunder-report.html, then thunder-report.json listing every file of the folder (the HTML
+    too), signed when a signer is given."""
     json_path, html_path = results / REPORT_JSON, results / REPORT_HTML
-    write_atomically(json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    write_atomically(html_path, render_html(report))
+    sealed = {**report, INTEGRITY: unsigned_section(signer)}
+    write_atomically(html_path, render_html(sealed))
+    seal(sealed, results, REPORT_JSON, signer)
+    write_atomically(json_path, json.dumps(sealed, indent=2, ensure_ascii=False) + "\n")
     return json_path, html_path

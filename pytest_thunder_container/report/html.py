@@ -43,6 +43,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         requirements=_requirements_html(report["requirements"]),
         other_tests="".join(_test_html(test) for test in report["other_tests"]) or "<p>none</p>",
         latency=_latency_html(report["latency"], report["latency_note"]),
+        integrity=_e(_integrity_line(report.get("integrity"))),
     )
 
 
@@ -53,6 +54,19 @@ def _e(text: object) -> str:
 def _list(items: Iterable[str]) -> str:
     rows = "".join(f"<li>{_e(item)}</li>" for item in items)
     return f"<ul>{rows}</ul>" if rows else ""
+
+
+def _integrity_line(integrity: Mapping[str, Any] | None) -> str:
+    if integrity is None:
+        return "no file list: this report can't be verified"
+    check = "`thunder-container report verify DIR` checks every file of this folder"
+    signature = integrity.get("signature")
+    if not signature:
+        return f"not signed; {check}"
+    return (
+        f"signed ({signature['algorithm']}) by the key {signature['key_fingerprint']}; "
+        f"{check}, with --public-key=PUB the signature too"
+    )
 
 
 def _reasons_html(report: Mapping[str, Any]) -> str:

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_thunder_container import Verify
-
-NAMESPACES = {
-    "TC-NS-001": "pid",
-    "TC-NS-002": "network",
-    "TC-NS-003": "ipc",
-    "TC-NS-004": "uts",
-    "TC-NS-005": "mount",
-    "TC-NS-006": "cgroup",
-}
-CASES = [
-    pytest.param(rid, marks=pytest.mark.requirement(rid), id=kind)
-    for rid, kind in NAMESPACES.items()
-]
+from pytest_thunder_container import Verify, requirement_cases
 
 
-@pytest.mark.parametrize("requirement", CASES)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # One case per NS requirement: the namespaces are listed once, in the run's catalogue.
+    metafunc.parametrize("requirement", requirement_cases(metafunc.config, "NS"))
+
+
 def test_namespace_is_configured_new(requirement: str, thunder_static: Verify) -> None:
     thunder_static(requirement)
 
 
-@pytest.mark.parametrize("requirement", CASES)
 def test_host_namespace_differs_from_init(requirement: str, thunder_runtime: Verify) -> None:
     thunder_runtime(requirement)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from broken_bundles import FAULTS, Fault, broken
+from broken_bundles import CATALOGUE, FAULTS, Fault, broken
 
 from pytest_thunder_container.conformance.assessment import (
     Assessment,
     assess_container,
     static_findings,
 )
+from pytest_thunder_container.conformance.catalogue import Catalogue
 from pytest_thunder_container.oci.config import adjust_for_thunder, tutorial_config
 from pytest_thunder_container.shell.protocol import Shell
 from pytest_thunder_container.thunder.client import ThunderClient
@@ -25,7 +26,9 @@ CASES = [pytest.param(fault, id=fault.name) for fault in FAULTS]
 
 
 def _failing_static(config: dict[str, Any]) -> set[str]:
-    findings = static_findings(config, dialect="R5", arch="arm64", communicator="/tmp/communicator")
+    findings = static_findings(
+        config, CATALOGUE, dialect="R5", arch="arm64", communicator="/tmp/communicator"
+    )
     return {
         rid for rid, found in findings.items() if any(f.level in ("MUST", "SHOULD") for f in found)
     }
@@ -55,6 +58,7 @@ def test_runtime_checks_report_exactly_the_broken_requirements(
     thunder_jsonrpc: ThunderClient,
     thunder_shell: Shell,
     thunder_results: Any,
+    thunder_catalogue: Catalogue,
 ) -> None:
     baseline = _runtime_failing(thunder_assessment)
     thunder_deployment.deactivate()
@@ -64,6 +68,7 @@ def test_runtime_checks_report_exactly_the_broken_requirements(
             thunder_deployment,
             thunder_jsonrpc,
             thunder_shell,
+            thunder_catalogue,
             arch="arm64",
             connector=thunder_assessment.context.connector,
             results=thunder_results / "broken" / fault.name,

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+import pytest_thunder_container
 from pytest_thunder_container.conformance.catalogue import (
     CatalogueError,
     Requirement,
     load_catalogue,
     parse_catalogue,
 )
-from pytest_thunder_container.conformance.static_rules import STATIC_RULES
+from pytest_thunder_container.conformance.static_rules import RULES, static_rules
 
 
 def _ids(area: str, count: int) -> list[str]:
@@ -109,14 +110,28 @@ def test_ids_are_unique_in_the_toml_itself() -> None:
 
 
 def test_every_static_rule_has_a_static_requirement(catalogue) -> None:
-    for rule_id in STATIC_RULES:
+    for rule_id in RULES:
         assert rule_id in catalogue, rule_id
         assert catalogue.get(rule_id).is_static, rule_id
 
 
 def test_every_static_requirement_has_a_rule(catalogue) -> None:
-    missing = [r.id for r in catalogue if r.is_static and r.id not in STATIC_RULES]
+    missing = [r.id for r in catalogue if r.is_static and r.id not in static_rules(catalogue)]
     assert missing == []
+
+
+@pytest.mark.parametrize("area", ["NS", "MASK", "RO"])
+def test_every_requirement_of_a_listed_family_names_its_subject(catalogue, area) -> None:
+    subjects = catalogue.subjects(area)
+    assert len(subjects) == len(catalogue.in_area(area)) == len(set(subjects))
+
+
+def test_a_masked_path_is_written_in_the_catalogue_only(catalogue) -> None:
+    package = Path(pytest_thunder_container.__file__).parent
+    sources = [*package.rglob("*.py"), *Path(__file__).parents[2].joinpath("tests").rglob("*.py")]
+    for path in catalogue.subjects("MASK"):
+        holders = [str(f) for f in sources if f'"{path}"' in f.read_text(encoding="utf-8")]
+        assert holders == [], f"{path} is also written in {holders}"
 
 
 def test_every_requirement_is_complete(catalogue) -> None:

@@ -13,12 +13,12 @@ from pytest_thunder_container.conformance.observe import Observation, observatio
 from pytest_thunder_container.conformance.runtime.table import (
     ELSEWHERE,
     OUTCOMES,
-    RUNTIME_CHECKS,
     PluginCall,
     RuntimeContext,
     Verdict,
     evaluate,
     run_check,
+    runtime_checks,
 )
 from pytest_thunder_container.errors import ThunderContainerError
 
@@ -42,6 +42,7 @@ ABSENT_ON_TARGET = {
     "TC-MASK-010",
 }
 CATALOGUE = load_catalogue()
+RUNTIME_CHECKS = runtime_checks(CATALOGUE)
 
 
 def recording(name: str) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def context_of(data: dict[str, Any]) -> RuntimeContext:
 
 
 def judge(data: dict[str, Any]) -> dict[str, Verdict]:
-    return evaluate(observation_from_dict(data["observation"]), context_of(data))
+    return evaluate(observation_from_dict(data["observation"]), context_of(data), CATALOGUE)
 
 
 def failing(verdicts: dict[str, Verdict]) -> set[str]:
@@ -112,12 +113,12 @@ def test_an_id_checked_elsewhere_or_not_at_runtime_is_refused_by_name() -> None:
     data = recording("r5-container")
     observation, context = observation_from_dict(data["observation"]), context_of(data)
     with pytest.raises(ThunderContainerError, match=r"TC-LIFE-003.*elsewhere"):
-        run_check("TC-LIFE-003", observation, context)
+        run_check("TC-LIFE-003", observation, context, CATALOGUE)
     with pytest.raises(ThunderContainerError, match=r"TC-CFG-001.*not a runtime requirement"):
-        run_check("TC-CFG-001", observation, context)
+        run_check("TC-CFG-001", observation, context, CATALOGUE)
     data["context"] = {"dialect": "R6"}
     with pytest.raises(ThunderContainerError, match="R6"):
-        run_check("TC-NS-001", observation, context_of(data))
+        run_check("TC-NS-001", observation, context_of(data), CATALOGUE)
 
 
 # ------------------------------------------------------------------------------- recordings
@@ -197,7 +198,7 @@ def test_no_host_fails_life_001_with_the_probe_notes_and_blocks_the_rest() -> No
     data = recording("r44-container")
     note = "no ThunderPlugin/WPEProcess with -C OCDM runs on the target"
     observation = Observation("OCDM", None, notes=(note,))
-    verdicts = evaluate(observation, context_of(data))
+    verdicts = evaluate(observation, context_of(data), CATALOGUE)
     assert failing(verdicts) == {"TC-LIFE-001"}
     assert note in verdicts["TC-LIFE-001"].message
     assert all(
@@ -211,4 +212,4 @@ def test_run_check_and_the_table_give_the_same_verdict() -> None:
     data = recording("r5-container")
     observation, context_ = observation_from_dict(data["observation"]), context_of(data)
     for rid, check in RUNTIME_CHECKS.items():
-        assert check(observation, context_) == run_check(rid, observation, context_)
+        assert check(observation, context_) == run_check(rid, observation, context_, CATALOGUE)

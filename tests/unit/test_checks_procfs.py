@@ -35,14 +35,15 @@ def test_a_marker_glued_to_output_without_a_newline_still_starts_a_section() -> 
 
 
 def test_the_command_of_one_section_is_cut_from_the_script() -> None:
-    outside = Probe("target", outside_script(235, "OCDM"), 0, {})
+    outside = Probe("target", outside_script(235, "OCDM", ("/proc/example",)), 0, {})
     assert procfs.section_command(outside, "status") == "cat /proc/235/status"
     assert procfs.section_command(outside, "runc-ps") == "runc ps --format json OCDM 2>&1; echo"
     inside = recorded_probe("r44-container", "inside")
     assert procfs.section_command(inside, "mountinfo") == (
         "runc exec OCDM sh -c 'cat /proc/self/mountinfo'"
     )
-    command = f"runc exec OCDM sh -c {shlex.quote(inside_script('00ff', '/tmp/communicator'))}"
+    script = inside_script("00ff", "/tmp/communicator", ("/proc/example",))
+    command = f"runc exec OCDM sh -c {shlex.quote(script)}"
     probe = Probe("container", command, 0, {})
     assert procfs.section_command(probe, "hostname") == "runc exec OCDM sh -c hostname"
     assert procfs.section_command(probe, "tmp-write") == (

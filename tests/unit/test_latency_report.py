@@ -14,7 +14,7 @@ import pytest
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.perf.latency_report import (
     LATENCY_JSON,
-    TargetFacts,
+    LatencyTarget,
     merge_latency,
     perf_verdict,
     target_record,
@@ -22,8 +22,8 @@ from pytest_thunder_container.perf.latency_report import (
 from pytest_thunder_container.perf.runc_wrapper import RuncCall
 from pytest_thunder_container.perf.start_latency import CLOCKS, Benchmark
 
-EMULATED = TargetFacts("rpi3", "rpi3", True, "ab" * 32, "R5", "OCDM")
-HARDWARE = TargetFacts("serial-ttyUSB0", "serial-ttyUSB0", False, None, "R4.4", "OCDM")
+EMULATED = LatencyTarget("rpi3", "rpi3", True, "ab" * 32, "R5", "OCDM")
+HARDWARE = LatencyTarget("serial-ttyUSB0", "serial-ttyUSB0", False, None, "R4.4", "OCDM")
 
 
 def benchmark(runs: int = 3, error: str | None = None) -> Benchmark:

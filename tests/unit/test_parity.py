@@ -14,9 +14,9 @@ from pytest_thunder_container.parity.diff import compare, side_by_side, structur
 from pytest_thunder_container.parity.scenario import (
     VOLATILE,
     Exchange,
+    ParityTranscript,
     Problem,
     ScenarioError,
-    Transcript,
     default_scenarios,
     load_scenario,
     masked,
@@ -168,8 +168,10 @@ def exchange(section: str, request: str, response: dict[str, Any]) -> Exchange:
     return Exchange(section, request, response, response)
 
 
-def transcript(mode: str, drms: dict[str, Any], problems: tuple[Problem, ...] = ()) -> Transcript:
-    return Transcript(
+def transcript(
+    mode: str, drms: dict[str, Any], problems: tuple[Problem, ...] = ()
+) -> ParityTranscript:
+    return ParityTranscript(
         mode,
         "OCDM",
         "R5",

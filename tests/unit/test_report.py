@@ -368,7 +368,9 @@ def test_report_document_fields(catalogue: Catalogue) -> None:
 def test_write_report_writes_json_and_html(catalogue: Catalogue, tmp_path: Path) -> None:
     report = report_for(catalogue, *all_pass(but={}))
     json_path, html_path = write_report(tmp_path / "results", report)
-    assert json.loads(json_path.read_text()) == report
+    written = json.loads(json_path.read_text())
+    assert {key: value for key, value in written.items() if key != "integrity"} == report
+    assert [entry["path"] for entry in written["integrity"]["files"]] == [html_path.name]
     assert html_path.read_text().startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
         "thunder-report.html",

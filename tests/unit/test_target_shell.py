@@ -137,7 +137,7 @@ def held():
         HELD["environment"] = shell
         return ThunderEnvironment()
 
-    def assess(deployment, thunder, shell, **kwargs):
+    def assess(deployment, thunder, shell, catalogue, **kwargs):
         HELD["assessment"] = shell
 
     def parity(scenario, deployment, thunder, *, leftovers, **kwargs):

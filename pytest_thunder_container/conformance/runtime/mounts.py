@@ -8,13 +8,13 @@ from pytest_thunder_container.conformance import procfs
 from pytest_thunder_container.conformance.observe import WRITE_PROBES, Observation
 from pytest_thunder_container.conformance.runtime.verdict import (
     READ_ONLY_ERROR,
-    Evidence,
     NotEvaluated,
+    ProbeExcerpt,
     RuntimeContext,
     Verdict,
     evidence,
+    inapplicable,
     inside_mounts,
-    not_applicable,
     probe_file,
     section,
     verdict,
@@ -25,7 +25,7 @@ Check = Callable[[Observation, RuntimeContext], Verdict]
 DEV_SUBMOUNTS = ("/dev/pts", "/dev/shm", "/dev/mqueue")
 
 
-def _mount_proof(observation: Observation, path: str) -> tuple[procfs.Mount | None, Evidence]:
+def _mount_proof(observation: Observation, path: str) -> tuple[procfs.Mount | None, ProbeExcerpt]:
     mount = procfs.mount_at(inside_mounts(observation), path)
     line = mount.line if mount else f"(no mount at {path})"
     proof = evidence(observation, "mountinfo", f"{path} inside the container", [line], inside=True)
@@ -43,7 +43,7 @@ def check_tmp_shared(observation: Observation, context: RuntimeContext) -> Verdi
         evidence(
             observation, "tmp-write", f"creating {marker} inside", [attempt.line], inside=True
         ),
-        Evidence(
+        ProbeExcerpt(
             f"{marker} in the target's /tmp",
             f"if [ -e {marker} ]; then rm -f {marker}; echo seen; fi",
             "seen" if seen else "(not seen)",
@@ -119,7 +119,7 @@ def check_dev_submounts(observation: Observation, context: RuntimeContext) -> Ve
         inside=True,
     )
     if not present:
-        return not_applicable("TC-MNT-006", f"none of {', '.join(DEV_SUBMOUNTS)} is mounted inside")
+        return inapplicable("TC-MNT-006", f"none of {', '.join(DEV_SUBMOUNTS)} is mounted inside")
     lacking = [
         f"{mount.mount_point} lacks {','.join(missing)}"
         for mount in present

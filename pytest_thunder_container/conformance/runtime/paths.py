@@ -5,22 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pytest_thunder_container.conformance import procfs
-from pytest_thunder_container.conformance.observe import (
-    MASKED_PATHS,
-    READONLY_PATHS,
-    READONLY_WRITE_TARGETS,
-    Observation,
-)
+from pytest_thunder_container.conformance.observe import READONLY_WRITE_TARGETS, Observation
 from pytest_thunder_container.conformance.runtime.verdict import (
     READ_ONLY_ERROR,
-    Evidence,
     NotEvaluated,
+    ProbeExcerpt,
     RuntimeContext,
     Verdict,
     WriteAttempt,
     evidence,
+    inapplicable,
     inside_mounts,
-    not_applicable,
     section,
     verdict,
     write_attempt,
@@ -30,15 +25,17 @@ Check = Callable[[Observation, RuntimeContext], Verdict]
 DEV_NULL = ("character special file", "1,3")
 
 
-def _on_target(observation: Observation, path: str) -> Evidence | None:
-    """Evidence that the path exists on the target, or None when its kernel has no such path."""
+def _on_target(observation: Observation, path: str) -> ProbeExcerpt | None:
+    """ProbeExcerpt that the path exists on the target, or None when its kernel has no such path."""
     listed = section(observation, "target-exists").splitlines()
     if path not in listed:
         return None
     return evidence(observation, "target-exists", f"{path} exists on the target", [path])
 
 
-def _mount_evidence(observation: Observation, path: str) -> tuple[procfs.Mount | None, Evidence]:
+def _mount_evidence(
+    observation: Observation, path: str
+) -> tuple[procfs.Mount | None, ProbeExcerpt]:
     mount = procfs.covering_mount(inside_mounts(observation), path)
     line = mount.line if mount else f"(no mount covers {path})"
     title = f"the mount {path} lies on inside the container"
@@ -52,7 +49,7 @@ def masked_check(requirement: str, path: str) -> Check:
         exists = _on_target(observation, path)
         if exists is None:
             message = f"{path} does not exist on the target's kernel: nothing to mask"
-            return not_applicable(requirement, message)
+            return inapplicable(requirement, message)
         masked = section(observation, "masked", inside=True)
         line = next((item for item in masked.splitlines() if item.startswith(f"{path}|")), None)
         if line is None:
@@ -94,7 +91,7 @@ def readonly_check(requirement: str, path: str) -> Check:
         exists = _on_target(observation, path)
         if exists is None:
             message = f"{path} does not exist on the target's kernel: nothing to make read-only"
-            return not_applicable(requirement, message)
+            return inapplicable(requirement, message)
         mount, mount_proof = _mount_evidence(observation, path)
         proofs = [mount_proof]
         problems = []
@@ -156,14 +153,4 @@ def check_readonly_root(observation: Observation, context: RuntimeContext) -> Ve
     return verdict("TC-ROOT-001", attempt.read_only, message, proof)
 
 
-PATH_CHECKS: dict[str, Check] = {
-    **{
-        f"TC-MASK-{n:03d}": masked_check(f"TC-MASK-{n:03d}", path)
-        for n, path in enumerate(MASKED_PATHS, 1)
-    },
-    **{
-        f"TC-RO-{n:03d}": readonly_check(f"TC-RO-{n:03d}", path)
-        for n, path in enumerate(READONLY_PATHS, 1)
-    },
-    "TC-ROOT-001": check_readonly_root,
-}
+PATH_CHECKS: dict[str, Check] = {"TC-ROOT-001": check_readonly_root}

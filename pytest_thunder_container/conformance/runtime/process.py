@@ -7,14 +7,14 @@ from collections.abc import Callable
 from pytest_thunder_container.conformance import procfs
 from pytest_thunder_container.conformance.observe import Observation
 from pytest_thunder_container.conformance.runtime.verdict import (
-    Evidence,
     NotEvaluated,
+    ProbeExcerpt,
     RuntimeContext,
     Verdict,
     evidence,
     host_of,
+    inapplicable,
     lines_with,
-    not_applicable,
     section,
     status,
     status_field,
@@ -33,8 +33,9 @@ CAP_SYS_ADMIN = procfs.CAPABILITIES.index("CAP_SYS_ADMIN")
 RLIM_INFINITY = 2**64 - 1
 
 
-def namespace_check(requirement: str, kind: str) -> Check:
-    """A new `kind` namespace: the host's /proc/<pid>/ns/<kind> link differs from init's."""
+def namespace_check(requirement: str, oci_type: str) -> Check:
+    """A new namespace of an OCI type: the host's /proc/<pid>/ns/<kind> link differs from init's."""
+    kind = procfs.PROC_NS_NAMES.get(oci_type, oci_type)
 
     def check(observation: Observation, context: RuntimeContext) -> Verdict:
         host = host_of(observation)
@@ -48,7 +49,7 @@ def namespace_check(requirement: str, kind: str) -> Check:
         )
         if not init_link and not host_link:
             message = f"the target's kernel has no {kind} namespaces (/proc/1/ns/{kind} unreadable)"
-            return not_applicable(requirement, message, proof)
+            return inapplicable(requirement, message, proof)
         if not host_link or not init_link:
             missing = f"/proc/{host.pid}/ns/{kind}" if not host_link else f"/proc/1/ns/{kind}"
             raise NotEvaluated(f"the probe could not read {missing}")
@@ -76,7 +77,7 @@ def _capability_masks(observation: Observation) -> dict[str, int]:
     return masks
 
 
-def _capability_evidence(observation: Observation, masks: dict[str, int]) -> Evidence:
+def _capability_evidence(observation: Observation, masks: dict[str, int]) -> ProbeExcerpt:
     lines = [
         f"{name}:\t{masks[name]:016x}  {' '.join(procfs.capability_names(masks[name])) or '-'}"
         for name in CAPABILITY_FIELDS
@@ -200,13 +201,7 @@ def check_hostname(observation: Observation, context: RuntimeContext) -> Verdict
     return verdict("TC-HOST-001", True, message, *proof)
 
 
-_NAMESPACES = ("pid", "net", "ipc", "uts", "mnt", "cgroup")
-
 PROCESS_CHECKS: dict[str, Check] = {
-    **{
-        f"TC-NS-{n:03d}": namespace_check(f"TC-NS-{n:03d}", kind)
-        for n, kind in enumerate(_NAMESPACES, 1)
-    },
     "TC-CAP-001": check_no_sys_admin,
     "TC-CAP-002": check_default_capabilities,
     "TC-CAP-003": check_ambient_empty,

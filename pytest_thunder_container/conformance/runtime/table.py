@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from pytest_thunder_container.conformance.catalogue import load_catalogue
+from pytest_thunder_container.conformance.catalogue import Catalogue, Requirement
 from pytest_thunder_container.conformance.observe import Observation
 from pytest_thunder_container.conformance.runtime.mounts import MOUNT_CHECKS
-from pytest_thunder_container.conformance.runtime.paths import PATH_CHECKS
-from pytest_thunder_container.conformance.runtime.process import PROCESS_CHECKS
+from pytest_thunder_container.conformance.runtime.paths import (
+    PATH_CHECKS,
+    masked_check,
+    readonly_check,
+)
+from pytest_thunder_container.conformance.runtime.process import PROCESS_CHECKS, namespace_check
 from pytest_thunder_container.conformance.runtime.thunder import THUNDER_CHECKS
 from pytest_thunder_container.conformance.runtime.verdict import (
     BLOCKED,
@@ -17,13 +21,13 @@ from pytest_thunder_container.conformance.runtime.verdict import (
     NOT_APPLICABLE,
     OUTCOMES,
     PASS,
-    Evidence,
     NotEvaluated,
     PluginCall,
+    ProbeExcerpt,
     RuntimeContext,
     Verdict,
     blocked,
-    not_applicable,
+    inapplicable,
 )
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.oci.config import check_dialect
@@ -35,14 +39,15 @@ __all__ = [
     "NOT_APPLICABLE",
     "OUTCOMES",
     "PASS",
-    "RUNTIME_CHECKS",
-    "Evidence",
+    "SUBJECT_CHECKS",
     "PluginCall",
+    "ProbeExcerpt",
     "RuntimeContext",
     "Verdict",
     "evaluate",
     "gate",
     "run_check",
+    "runtime_checks",
 ]
 
 Check = Callable[[Observation, RuntimeContext], Verdict]
@@ -57,8 +62,11 @@ ELSEWHERE = (
     "TC-CONT-",
     "TC-STRESS-",
 )
-_CATALOGUE = load_catalogue()
 _CHECKS: dict[str, Check] = {**PROCESS_CHECKS, **PATH_CHECKS, **MOUNT_CHECKS, **THUNDER_CHECKS}
+# The families whose subject (namespace type, path) the catalogue lists in order.
+SUBJECT_CHECKS: Mapping[str, Callable[[str, str], Check]] = MappingProxyType(
+    {"NS": namespace_check, "MASK": masked_check, "RO": readonly_check}
+)
 
 
 def gate(observation: Observation, context: RuntimeContext) -> str | None:
@@ -70,39 +78,46 @@ def gate(observation: Observation, context: RuntimeContext) -> str | None:
     return None
 
 
-def _guarded(requirement: str, check: Check) -> Check:
+def _guarded(requirement: Requirement, check: Check) -> Check:
     """The check behind the gate, applied only to its dialects, with a missing input `blocked`."""
-    applies_to = _CATALOGUE.get(requirement).applies_to
+    rid = requirement.id
 
     def run(observation: Observation, context: RuntimeContext) -> Verdict:
-        if not applies_to(context.dialect):
-            return not_applicable(requirement, f"{requirement} does not apply to {context.dialect}")
-        reason = gate(observation, context) if requirement != GATE else None
+        if not requirement.applies_to(context.dialect):
+            return inapplicable(rid, f"{rid} does not apply to {context.dialect}")
+        reason = gate(observation, context) if rid != GATE else None
         if reason is not None:
-            return blocked(requirement, reason)
+            return blocked(rid, reason)
         try:
             return check(observation, context)
         except NotEvaluated as missing:
-            return blocked(requirement, missing.reason)
+            return blocked(rid, missing.reason)
 
     run.__name__, run.__doc__ = check.__name__, check.__doc__
     return run
 
 
-RUNTIME_CHECKS: Mapping[str, Check] = MappingProxyType(
-    {
-        requirement.id: _guarded(requirement.id, _CHECKS[requirement.id])
-        for requirement in _CATALOGUE
-        if requirement.id in _CHECKS
-    }
-)
-"""One check per runtime requirement ID, in catalogue order (see ELSEWHERE for the others)."""
+def _check_of(requirement: Requirement) -> Check | None:
+    check = _CHECKS.get(requirement.id)
+    family = SUBJECT_CHECKS.get(requirement.area)
+    if check is None and family is not None and requirement.subject and requirement.is_runtime:
+        check = family(requirement.id, requirement.subject)
+    return None if check is None else _guarded(requirement, check)
 
 
-def run_check(requirement: str, observation: Observation, context: RuntimeContext) -> Verdict:
+def runtime_checks(catalogue: Catalogue) -> dict[str, Check]:
+    """One check per runtime requirement ID of the catalogue, in its order (see ELSEWHERE)."""
+    checks = {requirement.id: _check_of(requirement) for requirement in catalogue}
+    return {rid: check for rid, check in checks.items() if check is not None}
+
+
+def run_check(
+    requirement: str, observation: Observation, context: RuntimeContext, catalogue: Catalogue
+) -> Verdict:
     """The verdict of one requirement; a ThunderContainerError names an ID with no check here."""
     check_dialect(context.dialect)
-    if requirement not in RUNTIME_CHECKS:
+    check = _check_of(catalogue.get(requirement))
+    if check is None:
         where = (
             "elsewhere (it needs more than one observation)"
             if requirement.startswith(ELSEWHERE)
@@ -111,11 +126,12 @@ def run_check(requirement: str, observation: Observation, context: RuntimeContex
         raise ThunderContainerError(
             f"no runtime check for {requirement} here; it is checked {where}"
         )
-    return RUNTIME_CHECKS[requirement](observation, context)
+    return check(observation, context)
 
 
-def evaluate(observation: Observation, context: RuntimeContext) -> dict[str, Verdict]:
-    """The verdict of every requirement in RUNTIME_CHECKS, in catalogue order."""
-    return {
-        requirement: run_check(requirement, observation, context) for requirement in RUNTIME_CHECKS
-    }
+def evaluate(
+    observation: Observation, context: RuntimeContext, catalogue: Catalogue
+) -> dict[str, Verdict]:
+    """The verdict of every runtime requirement of the catalogue checked here, in its order."""
+    check_dialect(context.dialect)
+    return {rid: check(observation, context) for rid, check in runtime_checks(catalogue).items()}

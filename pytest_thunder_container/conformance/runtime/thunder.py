@@ -10,15 +10,15 @@ from typing import Any
 from pytest_thunder_container.conformance import procfs
 from pytest_thunder_container.conformance.observe import Observation
 from pytest_thunder_container.conformance.runtime.verdict import (
-    Evidence,
     NotEvaluated,
+    ProbeExcerpt,
     RuntimeContext,
     Verdict,
     evidence,
     host_argv,
     host_of,
+    inapplicable,
     lines_with,
-    not_applicable,
     section,
     verdict,
     who,
@@ -45,7 +45,7 @@ def _excerpt(value: Any) -> str:
     return text if len(text) <= EXCERPT else text[:EXCERPT] + " ..."
 
 
-def _runc_state(observation: Observation) -> tuple[dict[str, Any] | None, Evidence]:
+def _runc_state(observation: Observation) -> tuple[dict[str, Any] | None, ProbeExcerpt]:
     text = section(observation, "runc-state")
     state = procfs.runc_json(text)
     state = state if isinstance(state, dict) else None
@@ -53,7 +53,7 @@ def _runc_state(observation: Observation) -> tuple[dict[str, Any] | None, Eviden
     return state, evidence(observation, "runc-state", "runc state of the container", lines)
 
 
-def _rootfs(observation: Observation) -> tuple[str, Evidence]:
+def _rootfs(observation: Observation) -> tuple[str, ProbeExcerpt]:
     state, proof = _runc_state(observation)
     rootfs = state.get("rootfs") if state else None
     if not isinstance(rootfs, str) or not rootfs:
@@ -105,7 +105,7 @@ def check_communicator_inside(observation: Observation, context: RuntimeContext)
     path = communicator_path(context.connector)
     if path is None:
         message = f"the communicator {context.connector!r} is a TCP address: no socket to mount"
-        return not_applicable("TC-COM-001", message)
+        return inapplicable("TC-COM-001", message)
     text = section(observation, "communicator", inside=True)
     proof = evidence(observation, "communicator", f"{path} inside", text.splitlines(), inside=True)
     kind = (text.splitlines() or ["(nothing)"])[0].strip()
@@ -122,7 +122,7 @@ def check_comrpc_link(observation: Observation, context: RuntimeContext) -> Verd
     # (WPEFramework::Communicator in R4.4, Thunder::Communicator, /Thunder/Communicator, then "/"
     # in R5) and remote is a socket, not a pid. A link named for the callsign is preferred.
     ours = [link for link in comrpc if link.get("name") == context.callsign] or comrpc
-    links_proof = Evidence("COMRPC links in Controller.1.links", "", _excerpt(comrpc))
+    links_proof = ProbeExcerpt("COMRPC links in Controller.1.links", "", _excerpt(comrpc))
     fds, unix = section(observation, "fds"), section(observation, "net-unix")
     held = procfs.socket_inodes(fds)
     connected = [
@@ -176,7 +176,7 @@ def check_plugin_call(observation: Observation, context: RuntimeContext) -> Verd
     if call is None:
         raise NotEvaluated("no JSON-RPC call to the plugin was made")
     answer = call.error if call.error is not None else _excerpt(call.result)
-    proof = Evidence(f"{call.method} through Thunder", "", answer)
+    proof = ProbeExcerpt(f"{call.method} through Thunder", "", answer)
     if call.error is not None:
         return verdict("TC-COM-004", False, f"{call.method} failed: {call.error}", proof)
     if call.result is None:
@@ -185,14 +185,14 @@ def check_plugin_call(observation: Observation, context: RuntimeContext) -> Verd
     return verdict("TC-COM-004", True, message, proof)
 
 
-def _message_files(observation: Observation) -> tuple[list[str], Evidence]:
+def _message_files(observation: Observation) -> tuple[list[str], ProbeExcerpt]:
     text = section(observation, "dispatcher", inside=True)
     files = [name for name in text.split() if name.startswith("md.")]
     title = "/tmp/MessageDispatcher inside the container"
     return files, evidence(observation, "dispatcher", title, text.splitlines(), inside=True)
 
 
-def _environment(observation: Observation, name: str) -> tuple[str | None, Evidence]:
+def _environment(observation: Observation, name: str) -> tuple[str | None, ProbeExcerpt]:
     value = procfs.environ_values(section(observation, "environ")).get(name)
     line = f"{name}={value}" if value is not None else f"(no {name})"
     return value, evidence(observation, "environ", f"{name} in the host's environment", [line])
@@ -212,7 +212,7 @@ def check_message_files(observation: Observation, context: RuntimeContext) -> Ve
             "the container shares the target's /tmp and it has no md.* files: "
             "Thunder runs no message dispatcher"
         )
-        return not_applicable("TC-COM-005", message, proof)
+        return inapplicable("TC-COM-005", message, proof)
     message = "no md.* files inside, and /tmp is not the target's (see TC-MNT-001)"
     return verdict("TC-COM-005", False, message, proof)
 
@@ -240,14 +240,14 @@ def check_message_dispatcher_env(observation: Observation, context: RuntimeConte
     if value and context.dialect == "R5":
         # R5 passes --env only for a variable it has itself; the literal survives otherwise.
         message = f"{name} reached the host unexpanded ({value!r}): Thunder sets none"
-        return not_applicable("TC-ENV-002", message, proof)
+        return inapplicable("TC-ENV-002", message, proof)
     if value:
         message = f"{name} reached the host as {value!r}: R4.4 does not expand $VAR"
         return verdict("TC-ENV-002", False, message, proof)
     files, files_proof = _message_files(observation)
     if not files:
         message = f"Thunder runs no message dispatcher (no md.* files) and the host has no {name}"
-        return not_applicable("TC-ENV-002", message, proof, files_proof)
+        return inapplicable("TC-ENV-002", message, proof, files_proof)
     message = (
         f"{who(observation)} has no {name} though Thunder's dispatcher runs "
         f"({', '.join(files[:3])}...): the host's messages are lost"
@@ -258,15 +258,15 @@ def check_message_dispatcher_env(observation: Observation, context: RuntimeConte
 def check_activated(observation: Observation, context: RuntimeContext) -> Verdict:
     """TC-LIFE-001: Activated, and runc has the container (created; R4.4.0-4.4.2 running)."""
     if context.activation_error is not None:
-        proofs = [Evidence("Thunder's answer to the activation", "", context.activation_error)]
-        proofs += [Evidence("probe note", "", note) for note in observation.notes]
+        proofs = [ProbeExcerpt("Thunder's answer to the activation", "", context.activation_error)]
+        proofs += [ProbeExcerpt("probe note", "", note) for note in observation.notes]
         message = f"activating {context.callsign} in Container mode failed: "
         return verdict("TC-LIFE-001", False, message + context.activation_error, *proofs)
     if observation.host is None:
         notes = "; ".join(observation.notes) or "no probe notes"
         message = f"{context.callsign} has no plugin host running: {notes}"
-        return verdict("TC-LIFE-001", False, message, Evidence("probe notes", "", notes))
-    state_proof = Evidence(f"state of {context.callsign}", "", str(context.state))
+        return verdict("TC-LIFE-001", False, message, ProbeExcerpt("probe notes", "", notes))
+    state_proof = ProbeExcerpt(f"state of {context.callsign}", "", str(context.state))
     if context.state != "Activated":
         message = f"{context.callsign} is {context.state!r} after activation, not 'Activated'"
         return verdict("TC-LIFE-001", False, message, state_proof)

@@ -1,4 +1,4 @@
-"""What a runtime check returns (Verdict, Evidence), what it judges against, and its helpers."""
+"""What a runtime check returns (Verdict, ProbeExcerpt), what it judges against, and its helpers."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ READ_ONLY_ERROR = "Read-only file system"
 
 
 @dataclass(frozen=True)
-class Evidence:
+class ProbeExcerpt:
     """One thing seen on the target: the command that showed it and the lines that matter."""
 
     title: str
@@ -35,7 +35,7 @@ class Verdict:
     requirement: str
     outcome: str  # one of OUTCOMES
     message: str
-    evidence: tuple[Evidence, ...]
+    evidence: tuple[ProbeExcerpt, ...]
 
 
 @dataclass(frozen=True)
@@ -70,17 +70,17 @@ class NotEvaluated(Exception):
         self.reason = reason
 
 
-def verdict(requirement: str, holds: bool, message: str, *evidence: Evidence) -> Verdict:
+def verdict(requirement: str, holds: bool, message: str, *evidence: ProbeExcerpt) -> Verdict:
     """`pass` or `fail` with a message saying what was expected and what was seen."""
     return Verdict(requirement, PASS if holds else FAIL, message, evidence)
 
 
-def not_applicable(requirement: str, message: str, *evidence: Evidence) -> Verdict:
+def inapplicable(requirement: str, message: str, *evidence: ProbeExcerpt) -> Verdict:
     """The property can't exist on this target; the message says why."""
     return Verdict(requirement, NOT_APPLICABLE, message, evidence)
 
 
-def blocked(requirement: str, reason: str, *evidence: Evidence) -> Verdict:
+def blocked(requirement: str, reason: str, *evidence: ProbeExcerpt) -> Verdict:
     """The check could not be evaluated: `not evaluated: <reason>`."""
     return Verdict(requirement, BLOCKED, f"not evaluated: {reason}", evidence)
 
@@ -114,11 +114,11 @@ def evidence(
     lines: Iterable[str],
     *,
     inside: bool = False,
-) -> Evidence:
-    """Evidence from one probe section: the command that printed it and the lines that matter."""
+) -> ProbeExcerpt:
+    """An excerpt of one probe section: the command that printed it and the lines that matter."""
     probe = observation.inside if inside else observation.outside
     command = procfs.section_command(probe, name) if probe is not None else ""
-    return Evidence(title, command, "\n".join(lines))
+    return ProbeExcerpt(title, command, "\n".join(lines))
 
 
 def lines_with(text: str, *needles: str) -> list[str]:
