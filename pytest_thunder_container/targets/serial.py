@@ -41,6 +41,7 @@ class SerialTarget(Target):
         baudrate: int = 115200,
         timeout_factor: float = 1.0,
         power_cycle: str | None = None,
+        recovery_cycle: str | None = None,
         jsonrpc_url: str | None = None,
         host_address: str | None = None,
         label: str | None = None,
@@ -52,6 +53,8 @@ class SerialTarget(Target):
         self._login = login
         self._factor = timeout_factor
         self._power_cycle = power_cycle
+        # How restart() brings a board back that died (a kernel panic): a power cycle.
+        self._recovery_cycle = recovery_cycle or power_cycle
         self._jsonrpc_url = jsonrpc_url
         # Checked now: a bad address is an error before anything is opened.
         self._route = None if host_address is None else HostRoute.direct(host_address)
@@ -77,12 +80,27 @@ class SerialTarget(Target):
 
     def start(self) -> None:
         try:
-            self._start()
+            self._start(self._power_cycle)
         except BaseException:
             self.stop()
             raise
 
-    def _start(self) -> None:
+    def restart(self) -> None:
+        """Power-cycle a board that died and log in again; without a way to, say so."""
+        if self._recovery_cycle is None:
+            raise TargetError(
+                f"the board {self.name} stopped answering and the harness has no way to switch "
+                "it off and on (fix: --thunder-power-cycle=CMD, or a labgrid place with a power "
+                "port)"
+            )
+        self._close()
+        try:
+            self._start(self._recovery_cycle)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, power_cycle: str | None) -> None:
         self._results.mkdir(parents=True, exist_ok=True)
         # Opened before the power cycle: the boot log is kept, and the line is ours first.
         stream = open_serial(self.address, self.baudrate)
@@ -90,9 +108,9 @@ class SerialTarget(Target):
         self._console = Console(
             stream, transcript, name=self.name, login=self._login, timeout_factor=self._factor
         )
-        if self._power_cycle is not None:
+        if power_cycle is not None:
             started = time.monotonic()
-            heard = self._run_power_cycle(self._power_cycle, stream)
+            heard = self._run_power_cycle(power_cycle, stream)
             self._wait_until_booted(stream, heard, started)
             left = BOOT_TIMEOUT - (time.monotonic() - started) / self._factor
             self._console.attach(timeout=max(left, ATTACH_TIMEOUT))
@@ -192,6 +210,9 @@ class SerialTarget(Target):
         return f"its output:\n{shown}\n(log: {self.power_cycle_log})"
 
     def stop(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
         if self._console is not None:
             with contextlib.suppress(Exception):
                 self._console.close()
