@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -270,6 +271,15 @@ class Settings:
         default=False,
         action="store_true",
     )
+    allowed_binds: tuple[str, ...] = _option(
+        "--thunder-allow-bind",
+        "a host path a writable bind mount of config.json may carry besides Thunder's /tmp "
+        "(TC-MNT-007); repeatable, listed in the report",
+        default=[],
+        action="append",
+        metavar="PATH",
+        convert=lambda paths: tuple(posixpath.normpath(path) for path in paths),
+    )
     scenarios: tuple[Path, ...] = _option(
         "--thunder-scenario",
         "parity scenario (TOML) for a plugin, one per callsign; repeatable "
@@ -380,6 +390,12 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError(f"--thunder-bench-runs={settings.bench_runs}: must be at least 1")
     if settings.max_start_ms is not None and settings.max_start_ms <= 0:
         raise SettingsError(f"--thunder-max-start-ms={settings.max_start_ms}: must be > 0")
+    for path in settings.allowed_binds:
+        if not path.startswith("/"):
+            raise SettingsError(
+                f"--thunder-allow-bind={path}: not an absolute host path "
+                "(fix: e.g. /var/cache/ocdm)"
+            )
 
 
 def worker_id() -> str:

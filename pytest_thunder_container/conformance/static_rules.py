@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_thunder_container.conformance.catalogue import Catalogue, Requirement, load_catalogue
+from pytest_thunder_container.conformance.host_rules import (
+    check_seccomp,
+    check_sensitive_host_binds,
+    check_writable_host_binds,
+)
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.oci.config import (
     CAPABILITY_SETS,
@@ -68,6 +73,7 @@ class LintContext:
     dialect: str | None = None
     arch: str = "arm64"
     communicator: str = DEFAULT_COMMUNICATOR
+    allowed_binds: tuple[str, ...] = ()  # host paths the user allows writable binds of
 
     @classmethod
     def create(
@@ -78,6 +84,7 @@ class LintContext:
         arch: str = "arm64",
         communicator: str = DEFAULT_COMMUNICATOR,
         schema_dir: Path = DEBIAN_SCHEMA_DIR,
+        allowed_binds: tuple[str, ...] = (),
     ) -> LintContext:
         """Judge by `catalogue` (the run's); load the schema (absent: noted, TC-CFG-001 skipped)."""
         check_dialect(dialect)
@@ -87,7 +94,8 @@ class LintContext:
             schema, note = None, str(missing)
         else:
             note = f"OCI schema: {schema.source.describe()}"
-        return cls(catalogue, schema, note, dialect, normalise_arch(arch), communicator)
+        allowed = tuple(normalise_path(path) for path in allowed_binds)
+        return cls(catalogue, schema, note, dialect, normalise_arch(arch), communicator, allowed)
 
     def finding(self, rule_id: str, path: str, message: str, fix: str) -> Finding:
         """A finding whose level comes from the catalogue, so it lives in one place."""
@@ -475,6 +483,9 @@ RULES: Mapping[str, Rule] = {
     "TC-MNT-004": _mount_rule("TC-MNT-004", "/sys", "option:ro"),
     "TC-MNT-005": _mount_rule("TC-MNT-005", "/sys/fs/cgroup", "option:ro"),
     "TC-MNT-006": check_dev_submounts,
+    "TC-MNT-007": check_writable_host_binds,
+    "TC-MNT-008": check_sensitive_host_binds,
+    "TC-PROC-005": check_seccomp,
     "TC-DEV-001": check_device_cgroup,
     "TC-HOST-001": check_hostname,
 }

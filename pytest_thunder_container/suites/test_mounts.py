@@ -13,6 +13,8 @@ MOUNTS = {
     "TC-MNT-004": "sys-ro",
     "TC-MNT-005": "cgroup-ro",
     "TC-MNT-006": "dev-submounts-nosuid-noexec",
+    "TC-MNT-007": "no-writable-host-bind",
+    "TC-MNT-008": "no-sensitive-host-bind",
 }
 CASES = [
     pytest.param(rid, marks=pytest.mark.requirement(rid), id=what) for rid, what in MOUNTS.items()

@@ -1,0 +1,77 @@
+"""Static rules that keep the host out of the container: host binds and the seccomp profile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pytest_thunder_container.oci.config import (
+    config_at,
+    is_bind_mount,
+    is_within,
+    mount_options,
+    mounts,
+    normalise_path,
+)
+
+if TYPE_CHECKING:
+    from pytest_thunder_container.conformance.static_rules import Finding, LintContext
+
+
+def host_binds(config: dict[str, Any]) -> Iterator[tuple[int, str, str, bool]]:
+    """(index, host source, destination, writable) of every bind mount with an absolute source."""
+    for index, mount, destination in mounts(config):
+        source = mount.get("source")
+        if is_bind_mount(mount) and isinstance(source, str) and source.startswith("/"):
+            writable = "ro" not in mount_options(mount)
+            yield index, normalise_path(source), destination, writable
+
+
+def allowed_writable(ctx: LintContext) -> tuple[str, ...]:
+    """The host paths a writable bind may carry: the catalogue's (/tmp) and the user's."""
+    return (*ctx.catalogue.get("TC-MNT-007").paths, *ctx.allowed_binds)
+
+
+def check_writable_host_binds(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
+    """TC-MNT-007."""
+    allowed = allowed_writable(ctx)
+    wrong = [
+        (index, source, destination)
+        for index, source, destination, writable in host_binds(config)
+        if writable and not any(is_within(source, path) for path in allowed)
+    ]
+    if not wrong:
+        return []
+    listed = ", ".join(f"{source} at {destination}" for _, source, destination in wrong)
+    message = f"writable bind of the host's {listed}: the container can change the target"
+    fix = 'add "ro" to its options, or allow the path with --allow-bind (--thunder-allow-bind)'
+    return [ctx.finding("TC-MNT-007", f"mounts[{wrong[0][0]}]", message, fix)]
+
+
+def check_sensitive_host_binds(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
+    """TC-MNT-008: read-only binds only (a writable one is TC-MNT-007's)."""
+    sensitive = ctx.catalogue.get("TC-MNT-008").paths
+    found = [
+        (index, source, destination)
+        for index, source, destination, writable in host_binds(config)
+        if not writable and source in sensitive
+    ]
+    if not found:
+        return []
+    listed = ", ".join(f"{source} at {destination}" for _, source, destination in found)
+    message = f"the host's {listed} bound in, read-only: it shows the target's secrets"
+    fix = "bind only the files the plugin needs, or remove the mount"
+    return [ctx.finding("TC-MNT-008", f"mounts[{found[0][0]}]", message, fix)]
+
+
+def check_seccomp(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
+    """TC-PROC-005."""
+    seccomp = config_at(config, "linux", "seccomp")
+    if isinstance(seccomp, dict) and isinstance(seccomp.get("defaultAction"), str):
+        return []
+    message = "no seccomp profile: every system call of the kernel is open to the plugin host"
+    fix = (
+        'add "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [...]} that denies at '
+        "least kexec_load, init_module and reboot"
+    )
+    return [ctx.finding("TC-PROC-005", "linux.seccomp", message, fix)]
