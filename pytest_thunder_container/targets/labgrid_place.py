@@ -305,17 +305,18 @@ def _acquire_one(
                 return _serving(coordinator, place.name)
             refused.append(f"{place.name}: {(done.stdout + done.stderr).strip()}")
         fresh = select_places(selector, coordinator.places())
-        held = "; ".join(f"{p.name} acquired by {p.acquired}" for p in fresh if p.acquired)
-        if len(refused) > 0 and not held:
-            raise LabgridError(f"labgrid refused to acquire {'; '.join(refused)}")
+        held = [f"{p.name} acquired by {p.acquired}" for p in fresh if p.acquired]
+        # A refusal of a free place is mostly a release still under way at its exporter (the
+        # place is free before its resources are): tried again like a held place.
+        why = "; ".join(held or [f"labgrid refused to acquire {r}" for r in refused])
         if time.monotonic() >= deadline:
             raise LabgridError(
-                f"labgrid:{selector}: no free place after {wait:.0f} s ({held}). A place serves "
+                f"labgrid:{selector}: no free place after {wait:.0f} s ({why}). A place serves "
                 "one holder at a time: wait for it, raise --thunder-pool-wait, or ask the holder "
                 "to release it (labgrid-client -p PLACE release)"
             )
         if not said and progress is not None:
-            progress(f"[thunder] labgrid:{selector}: {held}; waiting up to {wait:.0f} s")
+            progress(f"[thunder] labgrid:{selector}: {why}; waiting up to {wait:.0f} s")
             said = True
         time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
 

@@ -131,6 +131,16 @@ def test_a_place_is_acquired_used_power_cycled_and_released(
     killed.finish(30)
     wait_until(lambda: farm.holder("lab-rpi3-a") is None, 30, "the killed run's place released")
 
+    # Ctrl-C while the run holds the place: released by the time pytest has exited.
+    interrupted = WatchedRun(
+        ROOT, tmp_path / "interrupted", *options(farm, "lab-rpi3-a"), *SUITE_TESTS, env=env
+    )
+    interrupted.wait_for(lambda: farm.holder("lab-rpi3-a") is not None, 120, "acquired", 1.0)
+    interrupted.interrupt()
+    stopped = interrupted.finish(60)
+    assert stopped.returncode == 2 and "KeyboardInterrupt" in stopped.output, stopped
+    assert farm.holder("lab-rpi3-a") is None
+
     # The run: two suite tests and a kernel panic, the board switched on through the place.
     (tmp_path / "test_zz_panic.py").write_text(PANIC_TESTS)
     results = tmp_path / "results"
@@ -138,6 +148,7 @@ def test_a_place_is_acquired_used_power_cycled_and_released(
         ROOT,
         results,
         *options(farm, "lab-rpi3-a", "--thunder-power-cycle=labgrid"),
+        f"--alluredir={tmp_path / 'allure'}",
         *SUITE_TESTS,
         str(tmp_path / "test_zz_panic.py"),
         env=env,
@@ -178,6 +189,8 @@ def test_a_place_is_acquired_used_power_cycled_and_released(
     assert facts["labgrid.place"] == "lab-rpi3-a"
     assert facts["labgrid.exporter"] == "farm" and facts["labgrid.tags"] == "board=rpi3-solo"
     assert facts["serial.port"].startswith("rfc2217://127.0.0.1:")
+    environment = (tmp_path / "allure" / "environment.properties").read_text()
+    assert "labgrid.place=lab-rpi3-a" in environment and "labgrid.exporter=farm" in environment
     transcript = (results / "console-labgrid-lab-rpi3-a.log").read_bytes()
     assert b"sysrq triggered crash" in transcript and transcript.count(b"Linux version") >= 2
 

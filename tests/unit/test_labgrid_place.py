@@ -144,3 +144,42 @@ def test_power_cycle_labgrid_needs_a_labgrid_target() -> None:
     check_settings(Settings(targets=(TargetSpec("labgrid", "a"),), power_cycle="labgrid"))
     with pytest.raises(SettingsError, match="--thunder-cold-boot applies to QEMU targets only"):
         check_settings(Settings(targets=(TargetSpec("labgrid", "a"),), cold_boot=True))
+
+
+class FarmCoordinator(RecordingCoordinator):
+    """Places as a coordinator lists them; acquire refuses `refusals` times, then succeeds."""
+
+    def __init__(self, places: list[Place], refusals: int) -> None:
+        super().__init__()
+        self._places = places
+        self._refusals = refusals
+
+    def places(self) -> list[Place]:
+        return self._places
+
+    def client(self, *args: str) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args)
+        if self._refusals:
+            self._refusals -= 1
+            return subprocess.CompletedProcess(args, 1, "", "Failed to acquire resources")
+        return subprocess.CompletedProcess(args, 0, "acquired", "")
+
+
+def test_a_free_place_refused_while_its_exporter_releases_is_tried_again() -> None:
+    from pytest_thunder_container.targets.labgrid_place import _acquire_one
+
+    coordinator = FarmCoordinator([place("a", {}, SERIAL)], refusals=1)
+    said: list[str] = []
+    assert _acquire_one(coordinator, "a", 0, 10.0, said.append).name == "a"
+    assert coordinator.calls == [("-p", "a", "acquire")] * 2
+    assert "labgrid refused to acquire a: Failed to acquire resources" in said[0]
+
+
+def test_a_place_that_stays_held_fails_naming_its_holder() -> None:
+    from pytest_thunder_container.errors import TargetError
+    from pytest_thunder_container.targets.labgrid_place import _acquire_one
+
+    coordinator = FarmCoordinator([place("a", {"board": "x"}, SERIAL, held="ci2/bob")], 0)
+    with pytest.raises(TargetError, match=r"no free place after 0 s \(a acquired by ci2/bob\)"):
+        _acquire_one(coordinator, "board=x", 0, 0.0, None)
+    assert coordinator.calls == []
