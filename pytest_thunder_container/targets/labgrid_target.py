@@ -80,6 +80,7 @@ class LabgridTarget(SerialTarget):
         facts = super().properties()
         facts["labgrid.coordinator"] = self.coordinator.address
         facts["labgrid.holder"] = self.coordinator.holder
+        facts["console.transcript"] = str(self._results / f"console-{self.name}.log")
         if self._claim is not None:
             place = self._claim.place
             serial = place.serial or {}

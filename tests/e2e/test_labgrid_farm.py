@@ -191,6 +191,7 @@ def test_a_place_is_acquired_used_power_cycled_and_released(
     assert facts["serial.port"].startswith("rfc2217://127.0.0.1:")
     environment = (tmp_path / "allure" / "environment.properties").read_text()
     assert "labgrid.place=lab-rpi3-a" in environment and "labgrid.exporter=farm" in environment
+    assert facts["console.transcript"] == str(results / "console-labgrid-lab-rpi3-a.log")
     transcript = (results / "console-labgrid-lab-rpi3-a.log").read_bytes()
     assert b"sysrq triggered crash" in transcript and transcript.count(b"Linux version") >= 2
 
