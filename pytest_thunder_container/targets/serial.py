@@ -17,6 +17,7 @@ from pytest_thunder_container.shell.transcript import Transcript
 from pytest_thunder_container.shell.transfer import FileTransfer, HostRoute
 from pytest_thunder_container.targets.base import Target
 from pytest_thunder_container.targets.spawn import SerialStream, open_serial
+from pytest_thunder_container.waits import Deadline
 
 BOOT_TIMEOUT = 180.0  # a power-cycled board to a logged-in prompt, before the timeout factor
 ATTACH_TIMEOUT = 30.0  # an already booted board to a logged-in prompt
@@ -109,11 +110,11 @@ class SerialTarget(Target):
             stream, transcript, name=self.name, login=self._login, timeout_factor=self._factor
         )
         if power_cycle is not None:
-            started = time.monotonic()
+            boot = Deadline(BOOT_TIMEOUT, self._factor)
             heard = self._run_power_cycle(power_cycle, stream)
-            self._wait_until_booted(stream, heard, started)
-            left = BOOT_TIMEOUT - (time.monotonic() - started) / self._factor
-            self._console.attach(timeout=max(left, ATTACH_TIMEOUT))
+            self._wait_until_booted(stream, heard, boot)
+            # What is left of the boot's budget, nominal: the console applies the factor.
+            self._console.attach(timeout=max(boot.left(), ATTACH_TIMEOUT))
         else:
             self._attach_booted(self._console)
         self._facts["kernel"] = self._console.check("uname -r").stdout.strip()
@@ -131,20 +132,19 @@ class SerialTarget(Target):
             except ConsoleError:
                 raise first from None
 
-    def _wait_until_booted(self, stream: SerialStream, heard: int, started: float) -> None:
+    def _wait_until_booted(self, stream: SerialStream, heard: int, boot: Deadline) -> None:
         """Listen, sending nothing, until the board has spoken and then gone quiet.
 
         A key that reaches a boot loader while it counts down stops the boot, so the console's
         newline pokes must wait until the boot has begun and paused (typically at its prompt).
         """
-        limit = BOOT_TIMEOUT * self._factor
-        settle = BOOT_SETTLE * self._factor
+        settle = BOOT_SETTLE * self._factor  # a wait of its own: real seconds
         quiet_since = time.monotonic()
         while not heard or time.monotonic() - quiet_since < settle:
-            if time.monotonic() - started > limit:
+            if boot.expired():
                 raise TargetError(
-                    f"the board on {self.address} said nothing within {limit:.0f} s of its power "
-                    f"cycle: check the power-cycle command, the cable and --thunder-baud "
+                    f"the board on {self.address} said nothing within {boot.real:.0f} s of its "
+                    f"power cycle: check the power-cycle command, the cable and --thunder-baud "
                     f"(now {self.baudrate}); transcript: {self.console.transcript_path}"
                 )
             received = self._drain(stream)
