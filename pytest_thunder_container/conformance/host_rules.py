@@ -32,6 +32,16 @@ def allowed_writable(ctx: LintContext) -> tuple[str, ...]:
     return (*ctx.catalogue.get("TC-MNT-007").paths, *ctx.allowed_binds)
 
 
+def _bind_finding(
+    ctx: LintContext, rule_id: str, found: list[tuple[int, str, str]], what: str, fix: str
+) -> list[Finding]:
+    """One finding naming every bind found (`what` takes the list), at the first one's index."""
+    if not found:
+        return []
+    listed = ", ".join(f"{source} at {destination}" for _, source, destination in found)
+    return [ctx.finding(rule_id, f"mounts[{found[0][0]}]", what.format(listed), fix)]
+
+
 def check_writable_host_binds(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
     """TC-MNT-007."""
     allowed = allowed_writable(ctx)
@@ -40,12 +50,9 @@ def check_writable_host_binds(config: dict[str, Any], ctx: LintContext) -> list[
         for index, source, destination, writable in host_binds(config)
         if writable and not any(is_within(source, path) for path in allowed)
     ]
-    if not wrong:
-        return []
-    listed = ", ".join(f"{source} at {destination}" for _, source, destination in wrong)
-    message = f"writable bind of the host's {listed}: the container can change the target"
+    what = "writable bind of the host's {}: the container can change the target"
     fix = 'add "ro" to its options, or allow the path with --allow-bind (--thunder-allow-bind)'
-    return [ctx.finding("TC-MNT-007", f"mounts[{wrong[0][0]}]", message, fix)]
+    return _bind_finding(ctx, "TC-MNT-007", wrong, what, fix)
 
 
 def check_sensitive_host_binds(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
@@ -56,12 +63,9 @@ def check_sensitive_host_binds(config: dict[str, Any], ctx: LintContext) -> list
         for index, source, destination, writable in host_binds(config)
         if not writable and source in sensitive
     ]
-    if not found:
-        return []
-    listed = ", ".join(f"{source} at {destination}" for _, source, destination in found)
-    message = f"the host's {listed} bound in, read-only: it shows the target's secrets"
+    what = "the host's {} bound in, read-only: it shows the target's secrets"
     fix = "bind only the files the plugin needs, or remove the mount"
-    return [ctx.finding("TC-MNT-008", f"mounts[{found[0][0]}]", message, fix)]
+    return _bind_finding(ctx, "TC-MNT-008", found, what, fix)
 
 
 def check_seccomp(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
