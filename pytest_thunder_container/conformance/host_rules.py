@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pytest_thunder_container.oci.config import (
+    as_list,
     config_at,
     is_bind_mount,
     is_within,
@@ -66,6 +67,39 @@ def check_sensitive_host_binds(config: dict[str, Any], ctx: LintContext) -> list
     what = "the host's {} bound in, read-only: it shows the target's secrets"
     fix = "bind only the files the plugin needs, or remove the mount"
     return _bind_finding(ctx, "TC-MNT-008", found, what, fix)
+
+
+def check_extra_devices(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
+    """TC-DEV-002: linux.devices, and later device rules allowing one device (all: TC-DEV-001)."""
+    added = [
+        (f"linux.devices[{index}]", str(config_at(device, "path")))
+        for index, device in enumerate(as_list(config_at(config, "linux", "devices")))
+    ]
+    rules = as_list(config_at(config, "linux", "resources", "devices"))
+    allowed = [
+        (f"linux.resources.devices[{index}]", _device_rule(rule))
+        for index, rule in enumerate(rules[1:], start=1)
+        if isinstance(rule, dict) and rule.get("allow") is True and not is_all_devices(rule)
+    ]
+    found = added + allowed
+    if not found:
+        return []
+    listed = ", ".join(what for _, what in found)
+    message = f"gives the container devices beyond runc's default set: {listed}"
+    fix = "remove them, unless the plugin needs that device (then say which and why)"
+    return [ctx.finding("TC-DEV-002", found[0][0], message, fix)]
+
+
+def is_all_devices(rule: dict[str, Any]) -> bool:
+    """A device rule of every type, major and minor."""
+    return (
+        rule.get("type", "a") == "a" and rule.get("major", -1) == -1 and rule.get("minor", -1) == -1
+    )
+
+
+def _device_rule(rule: dict[str, Any]) -> str:
+    kind, major, minor = rule.get("type", "a"), rule.get("major", "*"), rule.get("minor", "*")
+    return f"{kind} {major}:{minor} {rule.get('access', 'rwm')}"
 
 
 def check_seccomp(config: dict[str, Any], ctx: LintContext) -> list[Finding]:

@@ -11,9 +11,11 @@ from typing import Any
 
 from pytest_thunder_container.conformance.catalogue import Catalogue, Requirement, load_catalogue
 from pytest_thunder_container.conformance.host_rules import (
+    check_extra_devices,
     check_seccomp,
     check_sensitive_host_binds,
     check_writable_host_binds,
+    is_all_devices,
 )
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.oci.config import (
@@ -414,12 +416,6 @@ def check_dev_submounts(config: dict[str, Any], ctx: LintContext) -> list[Findin
     return [ctx.finding("TC-MNT-006", lacking[0][0], message, 'add "nosuid" and "noexec"')]
 
 
-def _is_all_devices(rule: dict[str, Any]) -> bool:
-    return (
-        rule.get("type", "a") == "a" and rule.get("major", -1) == -1 and rule.get("minor", -1) == -1
-    )
-
-
 def check_device_cgroup(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
     """TC-DEV-001."""
     fix = 'start linux.resources.devices with {"allow": false, "access": "rwm"}'
@@ -428,7 +424,7 @@ def check_device_cgroup(config: dict[str, Any], ctx: LintContext) -> list[Findin
     access = first.get("access", "rwm")
     denies_all = (
         first.get("allow") is False
-        and _is_all_devices(first)
+        and is_all_devices(first)
         and isinstance(access, str)
         and set("rwm") <= set(access)
     )
@@ -436,7 +432,7 @@ def check_device_cgroup(config: dict[str, Any], ctx: LintContext) -> list[Findin
         message = "does not start by denying every device: the host could open the target's"
         return [ctx.finding("TC-DEV-001", "linux.resources.devices", message, fix)]
     for index, rule in enumerate(rules[1:], start=1):
-        if isinstance(rule, dict) and rule.get("allow") is True and _is_all_devices(rule):
+        if isinstance(rule, dict) and rule.get("allow") is True and is_all_devices(rule):
             path = f"linux.resources.devices[{index}]"
             message = "allows every device again"
             return [ctx.finding("TC-DEV-001", path, message, "allow only the devices needed")]
@@ -487,6 +483,7 @@ RULES: Mapping[str, Rule] = {
     "TC-MNT-008": check_sensitive_host_binds,
     "TC-PROC-005": check_seccomp,
     "TC-DEV-001": check_device_cgroup,
+    "TC-DEV-002": check_extra_devices,
     "TC-HOST-001": check_hostname,
 }
 """The static rules with a function of their own, by requirement ID."""

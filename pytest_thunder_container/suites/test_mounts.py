@@ -34,3 +34,13 @@ def test_mount_is_in_place_inside(requirement: str, thunder_runtime: Verify) -> 
 @pytest.mark.requirement("TC-DEV-001")
 def test_device_cgroup_denies_all_by_default(thunder_static: Verify) -> None:
     thunder_static("TC-DEV-001")
+
+
+@pytest.mark.requirement("TC-DEV-002")
+def test_no_device_beyond_runcs_defaults_in_config(thunder_static: Verify) -> None:
+    thunder_static("TC-DEV-002")
+
+
+@pytest.mark.requirement("TC-DEV-002")
+def test_no_device_beyond_runcs_defaults_inside(thunder_runtime: Verify) -> None:
+    thunder_runtime("TC-DEV-002")

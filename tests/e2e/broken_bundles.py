@@ -114,6 +114,11 @@ def _bind(source: str, destination: str, *options: str) -> Callable[[Config], No
     return mutate
 
 
+def _dev_mem(config: Config) -> None:
+    # The node only: the device cgroup still denies it, but the container should not have it.
+    config["linux"]["devices"] = [{"path": "/dev/mem", "type": "c", "major": 1, "minor": 1}]
+
+
 def _no_seccomp(config: Config) -> None:
     config["linux"].pop("seccomp")
 
@@ -201,6 +206,7 @@ FAULTS: tuple[Fault, ...] = (
         F({"TC-MNT-008"}),
     ),
     Fault("seccomp-removed", _no_seccomp, F({"TC-PROC-005"}), F({"TC-PROC-005"})),
+    Fault("dev-mem-created", _dev_mem, F({"TC-DEV-002"}), F({"TC-DEV-002"})),
 )
 
 

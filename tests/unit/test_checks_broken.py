@@ -90,6 +90,15 @@ def host_bind(source: str, destination: str, per_mount: str) -> Breakage:
     return breakage
 
 
+def dev_node(line: str) -> Breakage:
+    """One more device node in the container's /dev, as `ls -l` shows it."""
+
+    def breakage(data: dict[str, Any]) -> None:
+        data["observation"]["inside"]["sections"]["dev"] += f"\n{line}"
+
+    return breakage
+
+
 def status_line(key: str, value: str) -> Breakage:
     return lambda data: edit_line(data, "outside", "status", f"{key}:", f"{key}:\t{value}")
 
@@ -224,6 +233,8 @@ BREAKAGES: list[tuple[str, Breakage, set[str]]] = [
     ("cgroup written", inside("cgroup-write", "0|"), {"TC-MNT-005"}),
     ("/var bound rw", host_bind("/var", "/mnt/host-var", "rw,relatime"), {"TC-MNT-007"}),
     ("/etc bound ro", host_bind("/etc", "/mnt/host-etc", "ro,relatime"), {"TC-MNT-008"}),
+    ("/dev/mem inside", dev_node("crw-r-----    1 root  kmem   1,   1 Jan  1 00:00 mem"),
+     {"TC-DEV-002"}),
     ("/dev/shm exec", replaced("inside", "mountinfo", SHM, SHM.replace("noexec,", "")),
      {"TC-MNT-006"}),
     ("no communicator", inside("communicator", "absent\nls: /tmp/communicator: No such file"),

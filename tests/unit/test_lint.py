@@ -181,6 +181,8 @@ CAPS = ("process", "capabilities")
 TMPFS_ON_TMP = {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}
 TMPFS_ON_SOCKET = {"destination": "/tmp/communicator", "type": "tmpfs", "source": "tmpfs"}
 HOST_DEV = {"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind"]}
+DEV_MEM = {"path": "/dev/mem", "type": "c", "major": 1, "minor": 1}
+MEM_RULE = {"allow": True, "type": "c", "major": 1, "minor": 1, "access": "r"}
 HOST_VAR_RW = {"destination": "/mnt/var", "type": "bind", "source": "/var", "options": ["rbind"]}
 HOST_ROOT_RW = {"destination": "/host", "source": "/", "options": ["rbind", "rw"]}
 HOST_ETC_RO = {"destination": "/mnt/etc", "type": "bind", "source": "/etc/", "options": ["ro"]}
@@ -246,6 +248,8 @@ BROKEN: list[tuple[str, str, str | None, Breaker]] = [
     ("TC-MNT-007", "host / writable", None, _add("mounts", item=HOST_ROOT_RW)),
     ("TC-MNT-008", "host /etc read-only", None, _add("mounts", item=HOST_ETC_RO)),
     ("TC-PROC-005", "no seccomp", None, _pop("linux", "seccomp")),
+    ("TC-DEV-002", "/dev/mem created", None, _put("linux", "devices", value=[DEV_MEM])),
+    ("TC-DEV-002", "/dev/mem allowed", None, _add("linux", "resources", "devices", item=MEM_RULE)),
     ("TC-PROC-005", "seccomp without defaultAction", None, _put("linux", "seccomp", value={})),
     ("TC-DEV-001", "no rules", None, _pop("linux", "resources")),
     (

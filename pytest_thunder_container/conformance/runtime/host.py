@@ -14,6 +14,7 @@ from pytest_thunder_container.conformance.runtime.verdict import (
     Verdict,
     evidence,
     inside_mounts,
+    section,
     status_field,
     verdict,
     who,
@@ -86,6 +87,28 @@ def sensitive_binds_check(requirement: str, sensitive: tuple[str, ...]) -> Check
     return check
 
 
+def devices_check(requirement: str, defaults: tuple[str, ...]) -> Check:
+    """Every device node in the container's /dev is one of runc's `defaults`."""
+
+    def check(observation: Observation, context: RuntimeContext) -> Verdict:
+        listing = section(observation, "dev", inside=True)
+        nodes = [line for line in listing.splitlines() if line[:1] in ("c", "b")]
+        if not nodes:
+            raise NotEvaluated("the probe inside listed no device node in /dev")
+        extra = [line for line in nodes if f"/dev/{line.split()[-1]}" not in defaults]
+        title = "device nodes in /dev inside"
+        proof = evidence(observation, "dev", title, extra or nodes, inside=True)
+        if extra:
+            names = ", ".join(f"/dev/{line.split()[-1]}" for line in extra)
+            message = f"devices beyond runc's default set inside: {names}"
+            return verdict(requirement, False, message, proof)
+        message = f"only runc's default devices in /dev inside ({len(nodes)})"
+        return verdict(requirement, True, message, proof)
+
+    check.__doc__ = f"{requirement}: no device but {', '.join(defaults)}."
+    return check
+
+
 def check_seccomp(observation: Observation, context: RuntimeContext) -> Verdict:
     """TC-PROC-005: Seccomp: 2 (a filter) in the host's status."""
     value = status_field(observation, "Seccomp")
@@ -98,5 +121,6 @@ def check_seccomp(observation: Observation, context: RuntimeContext) -> Verdict:
 PATH_LIST_CHECKS: dict[str, Callable[[str, tuple[str, ...]], Check]] = {
     "TC-MNT-007": writable_binds_check,
     "TC-MNT-008": sensitive_binds_check,
+    "TC-DEV-002": devices_check,
 }
 HOST_CHECKS: dict[str, Check] = {"TC-PROC-005": check_seccomp}
