@@ -186,12 +186,13 @@ FAULTS: tuple[Fault, ...] = (
     Fault("sys-writable", _writable_sys, F({"TC-MNT-004"}), F({"TC-MNT-004"})),
     Fault("cgroup-writable", _writable_cgroup, F({"TC-MNT-005"}), F({"TC-MNT-005"})),
     Fault("hostname-removed", _no_hostname, F({"TC-HOST-001"}), F({"TC-HOST-001"})),
-    # Writable, so it hands the target's devices over too (TC-MNT-007).
+    # Writable (TC-MNT-007), and every device node of the target shows inside (TC-DEV-002 at
+    # runtime; statically config.json adds no device, it binds them).
     Fault(
         "host-dev-bound",
         _host_dev,
         F({"TC-MNT-003", "TC-MNT-007"}),
-        F({"TC-MNT-003", "TC-MNT-007"}),
+        F({"TC-MNT-003", "TC-MNT-007", "TC-DEV-002"}),
     ),
     Fault(
         "host-var-bound-writable",
