@@ -1,7 +1,9 @@
 """What runc's own log and state say about a failed activation: which call, how long, what limit.
 
-Thunder's runc backend passes `--log <volatilepath>/<callsign>/runc.container.log` to every runc
-call (RunCImplementation.cpp: LOG_FILE, and Communicator.h hands it the volatile callsign path).
+Thunder's runc backend passes `--log <volatilepath><callsign>/<callsign>/runc.container.log` to
+every runc call (RunCImplementation.cpp: LOG_FILE; Communicator.h appends the callsign to the
+plugin's own volatile path, which is already `<volatilepath><callsign>/`). Seen on R5.3.0:
+`runc --log /tmp/OCDM/OCDM/runc.container.log delete --force OCDM`.
 runc writes one line per message there: logrus text (`time="..." level=error msg="..."`, runc's
 default --log-format) or JSON (`{"level","msg","time"}`); both are read. A successful call writes
 nothing, so the container's `created` time from `runc state` is the other witness of a slow create.
@@ -45,8 +47,8 @@ class RuncLogEntry:
 
 
 def log_path(volatile_path: str, callsign: str) -> str:
-    """Where Thunder tells runc to log for one plugin."""
-    return f"{volatile_path.rstrip('/')}/{callsign}/{LOG_NAME}"
+    """Where Thunder tells runc to log for one plugin (`volatile_path`: Thunder's global one)."""
+    return f"{volatile_path.rstrip('/')}/{callsign}/{callsign}/{LOG_NAME}"
 
 
 def parse_time(text: str) -> datetime | None:

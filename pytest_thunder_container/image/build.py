@@ -47,8 +47,9 @@ from pytest_thunder_container.image.rootfs import (
     select_files,
 )
 from pytest_thunder_container.image.thunder_build import ThunderTree, thunder_trees
+from pytest_thunder_container.image.thunder_config import state_directories
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 ARTIFACT_FILES = {"kernel": KERNEL_FILE, "dtb": DTB_FILE, "initrd": "initrd.img"}
 DEVICE_NODES = (Entry.char_device("dev/console", 5, 1),)
 
@@ -191,6 +192,8 @@ def build_image(
             progress(f"[rootfs] {tree} does not exist (yet): skipped")
     for line, tree in (thunder or {}).items():
         progress(f"[rootfs] {copy_tree(tree.root, root)} entries of real Thunder {line}")
+        for folder in state_directories(tree.root / tree.manifest["config"]):
+            (root / folder).mkdir(parents=True, exist_ok=True)
     for link, target in recipe.links:
         (root / link).parent.mkdir(parents=True, exist_ok=True)
         (root / link).unlink(missing_ok=True)

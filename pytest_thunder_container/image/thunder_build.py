@@ -22,6 +22,7 @@ from .apt import AptSource, extract
 from .cache_lock import build_lock, print_to_stderr
 from .model import cache_dir, tree_digest
 from .thunder_config import configure_tree
+from .thunder_patches import apply_patches
 from .thunder_sources import Line, ThunderRecipe, load_thunder_recipe, locate, mirror_dir
 from .thunder_steps import (
     CROSS_PREFIX,
@@ -154,6 +155,7 @@ def build_line(
     times: dict[str, dict[str, float]] = {}
     for index, step in enumerate(line.steps, 1):
         src = unpack(archives[step.name], workdir / "src")
+        apply_patches(src, step.patches, f"thunder {line.name} {step.label}")
         times[step.name] = run_step(index, step, src, ctx)
     start = time.monotonic()
     runtime = workdir / "runtime"
@@ -262,6 +264,7 @@ def build_manifest(
                 "archive": step.archive,
                 "sha256": step.sha256,
                 "options": list(step.options),
+                "patches": [patch.describe() for patch in step.patches],
             }
             for step in line.steps
         ],

@@ -68,3 +68,14 @@ def configure_tree(root: Path, line: Line) -> dict[str, Any]:
         },
         "Containers": {"startmode": start_mode(containers), "locator": containers.get("locator")},
     }
+
+
+# Paths of the global config that Thunder expects to exist: a plugin's storage is made with a
+# single mkdir below them (IShell::EnableStoragePath), so OCDM fails to activate without them.
+STATE_PATHS = ("persistentpath", "volatilepath")
+
+
+def state_directories(config_file: Path) -> list[str]:
+    """The folders (relative to /) a Thunder global config names for plugin state."""
+    config = _load(config_file)
+    return [str(config[key]).strip("/") for key in STATE_PATHS if config.get(key)]

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ImageError
 from .model import recipes_root, sha256_file
+from .thunder_patches import Patch, parse_patches
 
 MIRROR_ENV = "THUNDER_MIRROR"
 
@@ -30,6 +31,7 @@ class Source:
     sha256: str
     options: tuple[str, ...] = ()
     host: bool = False
+    patches: tuple[Patch, ...] = ()
 
     @property
     def label(self) -> str:
@@ -94,6 +96,7 @@ def _source(table: dict[str, Any], where: str) -> Source:
         sha256=sha256,
         options=_strings(table, "options", where),
         host=bool(table.get("host", False)),
+        patches=parse_patches(table, where),
         **fields,
     )
 

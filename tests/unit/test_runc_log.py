@@ -59,7 +59,7 @@ def test_a_create_that_finished_past_the_limit_is_named_with_its_time() -> None:
         "2000 ms per runc call"
     )
     assert found[1].startswith("runc create logged error at +3.5 s: runc create failed")
-    assert any("/tmp/OCDM/runc.container.log" in c for c in shell.commands)
+    assert any("/tmp/OCDM/OCDM/runc.container.log" in c for c in shell.commands)
 
 
 def test_lines_and_containers_from_before_the_activation_are_ignored() -> None:
