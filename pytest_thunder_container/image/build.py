@@ -264,6 +264,11 @@ def thunder_facts(tree: ThunderTree) -> dict[str, Any]:
             source["name"]: {key: source[key] for key in ("repository", "tag", "commit", "sha256")}
             for source in manifest["sources"]
         },
+        "patches": [
+            {"source": source["name"], **patch}
+            for source in manifest["sources"]
+            for patch in source.get("patches", [])
+        ],
     }
 
 

@@ -65,6 +65,9 @@ class FakeBuild:
         return out
 
 
+PATCH = {"path": "Source/x.cpp", "old": "= 2000", "new": "= 20000", "why": "emulation"}
+
+
 def fake_thunder(lines: Sequence[str], progress) -> dict[str, ThunderTree]:
     """Thunder trees as the image builder sees them, with no cross build."""
     source = {"name": "Thunder", "repository": "rdkcentral/Thunder", "tag": "R5.3.0"}
@@ -73,7 +76,7 @@ def fake_thunder(lines: Sequence[str], progress) -> dict[str, ThunderTree]:
         "daemon": "usr/bin/Thunder",
         "tree_sha256": "ab" * 32,
         "compiler": "aarch64-linux-gnu-g++ (Debian 12.2.0-14) 12.2.0",
-        "sources": [{**source, "commit": "c" * 40, "sha256": "d" * 64}],
+        "sources": [{**source, "commit": "c" * 40, "sha256": "d" * 64, "patches": [PATCH]}],
     }
     return {line: ThunderTree(line, Path("/nonexistent"), manifest) for line in lines}
 
@@ -278,6 +281,7 @@ def test_manifest_describes_the_image(recipe: Recipe, tmp_path: Path) -> None:
     facts = manifest["thunder"]["R5"]
     assert facts["version"] == "5.3.0" and facts["build_sha256"] == "ab" * 32
     assert facts["sources"]["Thunder"]["commit"] == "c" * 40
+    assert facts["patches"] == [{"source": "Thunder", **PATCH}]  # every change to upstream
 
 
 def test_the_image_key_changes_with_a_thunder_build(recipe: Recipe) -> None:
