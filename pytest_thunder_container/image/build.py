@@ -192,8 +192,9 @@ def build_image(
             progress(f"[rootfs] {tree} does not exist (yet): skipped")
     for line, tree in (thunder or {}).items():
         progress(f"[rootfs] {copy_tree(tree.root, root)} entries of real Thunder {line}")
-        for folder in state_directories(tree.root / tree.manifest["config"]):
-            (root / folder).mkdir(parents=True, exist_ok=True)
+        if "config" in tree.manifest:  # every built tree; fakes in tests may have none
+            for folder in state_directories(tree.root / tree.manifest["config"]):
+                (root / folder).mkdir(parents=True, exist_ok=True)
     for link, target in recipe.links:
         (root / link).parent.mkdir(parents=True, exist_ok=True)
         (root / link).unlink(missing_ok=True)

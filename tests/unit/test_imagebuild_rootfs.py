@@ -203,9 +203,12 @@ def test_whole_build_from_fake_packages(tmp_path: Path) -> None:
     thunder_dir = tmp_path / "thunder-R5"
     (thunder_dir / "root/usr/bin").mkdir(parents=True)
     (thunder_dir / "root/usr/bin/Thunder").write_bytes(b"\x7fELF daemon")
+    (thunder_dir / "root/etc/Thunder").mkdir(parents=True)
+    (thunder_dir / "root/etc/Thunder/config.json").write_text('{"persistentpath": "/var/Thunder/"}')
     manifest = {
         "version": "5.3.0",
         "daemon": "usr/bin/Thunder",
+        "config": "etc/Thunder/config.json",
         "tree_sha256": "e" * 64,
         "compiler": "g++",
         "sources": [],
@@ -235,6 +238,7 @@ def test_whole_build_from_fake_packages(tmp_path: Path) -> None:
         "tmp",
         "newroot",
         "usr/bin/Thunder",
+        "var/Thunder",  # the persistent path OCDM's storage is made in
     } <= names
     assert "usr/share/man/busybox.1.gz" not in names
     shadow = next(line for line in listing.splitlines() if line.endswith("etc/shadow"))
