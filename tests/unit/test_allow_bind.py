@@ -10,10 +10,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture(autouse=True)
-def _outside_any_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_xdist")
 
 
 def test_the_allowed_paths_reach_the_settings_and_the_report(pytester: pytest.Pytester) -> None:
