@@ -20,6 +20,9 @@ def check_inputs(settings: Settings) -> None:
         _check_container_config(settings.container_config)
     if settings.rootfs is not None:
         _check_rootfs(settings.rootfs)
+    for spec in settings.targets:
+        if spec.kind == "labgrid":
+            _check_labgrid_place(settings, spec.address)
 
 
 def _check_callsign(callsign: str) -> None:
@@ -82,3 +85,22 @@ def _check_rootfs(path: Path) -> None:
         ) from None
     if first is None:
         raise SettingsError(f"--thunder-rootfs={path}: the tar archive is empty")
+
+
+def _check_labgrid_place(settings: Settings, selector: str) -> None:
+    """The place (or a place with the tags) exists on the coordinator and has a serial port."""
+    from pytest_thunder_container.targets.labgrid_place import (
+        Coordinator,
+        coordinator_address,
+        power_missing,
+        select_places,
+    )
+
+    coordinator = Coordinator(coordinator_address(settings.labgrid_coordinator), "", "")
+    try:
+        places = coordinator.places()
+    except ThunderContainerError as error:
+        raise SettingsError(f"--thunder-target=labgrid:{selector}: {error}") from None
+    chosen = select_places(selector, places)
+    if settings.power_cycle == "labgrid" and not any(p.power for p in chosen):
+        raise SettingsError(power_missing([p.name for p in chosen]))

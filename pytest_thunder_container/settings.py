@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,14 +22,19 @@ class SettingsError(ValueError):
 class TargetSpec:
     """One entry of --thunder-target: a QEMU machine or a serial line."""
 
-    kind: str  # "qemu" or "serial"
-    address: str  # machine name, or the device path / pyserial URL
+    kind: str  # "qemu", "serial" or "labgrid" (a place of labgrid's coordinator)
+    address: str  # machine name, device path / pyserial URL, or place name / KEY=VALUE tags
 
     @property
     def label(self) -> str:
         if self.kind == "qemu":
             return self.address
-        return "serial-" + "".join(c if c.isalnum() else "-" for c in self.address).strip("-")
+        return f"{self.kind}-" + "".join(c if c.isalnum() else "-" for c in self.address).strip("-")
+
+    @property
+    def is_board(self) -> bool:
+        """A board the harness attaches to (not a QEMU machine it boots)."""
+        return self.kind in ("serial", "labgrid")
 
 
 def parse_targets(value: str) -> tuple[TargetSpec, ...]:
@@ -65,10 +71,18 @@ def _parse_one(entry: str, whole: str) -> TargetSpec:
         return TargetSpec("serial", device)
     if entry.startswith(SERIAL_PREFIXES):
         return TargetSpec("serial", entry)
+    if entry.startswith("labgrid:"):
+        place = entry.removeprefix("labgrid:").strip()
+        if not place or entry != whole.strip():
+            raise SettingsError(
+                f"--thunder-target={whole}: 'labgrid:' takes one place name or KEY=VALUE tags "
+                "and no pool: labgrid's coordinator is the pool (e.g. labgrid:board=rpi3)"
+            )
+        return TargetSpec("labgrid", place)
     raise SettingsError(
         f"--thunder-target={whole}: unknown target {entry!r} (fix: one of "
         f"{', '.join(QEMU_MACHINES)}, serial:/dev/ttyUSB0, rfc2217://host:port, "
-        "socket://host:port, 'A|B' for a pool, or @poolfile)"
+        "socket://host:port, labgrid:PLACE, 'A|B' for a pool, or @poolfile)"
     )
 
 
@@ -117,7 +131,8 @@ class Settings:
     targets: tuple[TargetSpec, ...] = _option(
         "--thunder-target",
         "rpi3 or virt (QEMU), serial:/dev/ttyUSB0, rfc2217://host:port, socket://host:port;"
-        " 'A|B' or @file for a pool of targets (default: rpi3)",
+        " 'A|B' or @file for a pool of targets; labgrid:PLACE or labgrid:KEY=VALUE for a place"
+        " of labgrid's coordinator (default: rpi3)",
         default="rpi3",
         metavar="TARGET",
         convert=parse_targets,
@@ -190,7 +205,8 @@ class Settings:
     )
     power_cycle: str | None = _option(
         "--thunder-power-cycle",
-        "host command that power-cycles the board before the session",
+        "host command that power-cycles the board before the session (and after a kernel "
+        "panic); 'labgrid': the labgrid place's power resource",
         metavar="CMD",
     )
     host_address: str | None = _option(
@@ -205,6 +221,12 @@ class Settings:
         default=300.0,
         type=float,
         metavar="SECONDS",
+    )
+    labgrid_coordinator: str | None = _option(
+        "--thunder-labgrid-coordinator",
+        "labgrid's coordinator for labgrid: targets (default: LG_COORDINATOR, else "
+        "127.0.0.1:20408)",
+        metavar="HOST:PORT",
     )
     callsign: str = _option(
         "--thunder-callsign",
@@ -248,6 +270,15 @@ class Settings:
         "busy; off by default",
         default=False,
         action="store_true",
+    )
+    allowed_binds: tuple[str, ...] = _option(
+        "--thunder-allow-bind",
+        "a host path a writable bind mount of config.json may carry besides Thunder's /tmp "
+        "(TC-MNT-007); repeatable, listed in the report",
+        default=[],
+        action="append",
+        metavar="PATH",
+        convert=lambda paths: tuple(posixpath.normpath(path) for path in paths),
     )
     scenarios: tuple[Path, ...] = _option(
         "--thunder-scenario",
@@ -320,7 +351,12 @@ def check_settings(settings: Settings) -> None:
             "--thunder-static-only needs --thunder-container-config=JSON: the config.json "
             "to judge (fix: add it)"
         )
-    serial = [spec for spec in settings.targets if spec.kind == "serial"]
+    serial = [spec for spec in settings.targets if spec.is_board]
+    if settings.power_cycle == "labgrid" and not any(s.kind == "labgrid" for s in serial):
+        raise SettingsError(
+            "--thunder-power-cycle=labgrid switches a labgrid place's power port; the target "
+            "is not a place (fix: --thunder-target=labgrid:PLACE, or give a host command)"
+        )
     if serial and settings.image is not None:
         raise SettingsError(
             "--thunder-image boots an image in QEMU; it can't apply to serial "
@@ -354,6 +390,12 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError(f"--thunder-bench-runs={settings.bench_runs}: must be at least 1")
     if settings.max_start_ms is not None and settings.max_start_ms <= 0:
         raise SettingsError(f"--thunder-max-start-ms={settings.max_start_ms}: must be > 0")
+    for path in settings.allowed_binds:
+        if not path.startswith("/"):
+            raise SettingsError(
+                f"--thunder-allow-bind={path}: not an absolute host path "
+                "(fix: e.g. /var/cache/ocdm)"
+            )
 
 
 def worker_id() -> str:

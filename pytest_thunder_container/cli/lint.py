@@ -23,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dialect", choices=DIALECTS, help="Thunder generation (default: both)")
     parser.add_argument("--arch", default="arm64", help="target architecture (default arm64)")
     parser.add_argument(
+        "--allow-bind",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a host path a writable bind mount may carry besides /tmp (TC-MNT-007); repeatable",
+    )
+    parser.add_argument(
         "--communicator", default=DEFAULT_COMMUNICATOR, help="Thunder's communicator address"
     )
     parser.add_argument(
@@ -59,6 +66,7 @@ def run_lint(args: argparse.Namespace) -> int:
         arch=args.arch,
         communicator=args.communicator,
         schema_dir=args.schema_dir,
+        allowed_binds=tuple(args.allow_bind),
     )
     results = [_lint_file(path, ctx) for path in args.configs]
     unusable = sum(result.error is not None for result in results)
@@ -113,6 +121,7 @@ def _json_report(ctx: LintContext, results: list[FileResult], exit_code: int) ->
         "dialect": ctx.dialect,
         "arch": ctx.arch,
         "communicator": ctx.communicator,
+        "allowed_binds": list(ctx.allowed_binds),  # TC-MNT-007: besides the catalogue's /tmp
         "files": files,
         "findings": [{"file": r.path, **asdict(f)} for r in results for f in r.findings],
         "exit_code": exit_code,

@@ -90,9 +90,16 @@ def static_findings(
     dialect: str | None,
     arch: str,
     communicator: str,
+    allowed_binds: tuple[str, ...] = (),
 ) -> dict[str, list[Finding]]:
     """Every static rule of the catalogue on one config, by ID (an empty list is a pass)."""
-    ctx = LintContext.create(catalogue, dialect=dialect, arch=arch, communicator=communicator)
+    ctx = LintContext.create(
+        catalogue,
+        dialect=dialect,
+        arch=arch,
+        communicator=communicator,
+        allowed_binds=allowed_binds,
+    )
     results: dict[str, list[Finding]] = {}
     for rid in static_rules(catalogue):
         try:
@@ -110,6 +117,7 @@ def assess_container(
     *,
     arch: str,
     connector: str,
+    allowed_binds: tuple[str, ...] = (),
     results: Path | None = None,
 ) -> Assessment:
     """Activate in Container mode, observe the host, and judge every static and runtime ID."""
@@ -134,6 +142,7 @@ def assess_container(
         links=links,
         plugin_call=_probe_call(thunder, callsign),
         connector=connector,
+        allowed_binds=allowed_binds,
     )
     assessment = Assessment(
         callsign,
@@ -144,6 +153,7 @@ def assess_container(
             dialect=thunder.dialect,
             arch=arch,
             communicator=connector,
+            allowed_binds=allowed_binds,
         ),
         evaluate(observation, context, catalogue),
         observation,

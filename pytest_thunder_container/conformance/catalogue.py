@@ -19,7 +19,7 @@ DIALECTS = ("R4.4", "R5")
 ID_PATTERN = re.compile(r"^TC-(?P<area>[A-Z]+)-(?P<number>\d{3})$")
 
 _REQUIRED_FIELDS = ("id", "area", "level", "statement", "source", "checks")
-_OPTIONAL_FIELDS = ("dialects", "note", "subject")
+_OPTIONAL_FIELDS = ("dialects", "note", "subject", "paths")
 
 
 class CatalogueError(ThunderContainerError):
@@ -39,6 +39,7 @@ class Requirement:
     dialects: tuple[str, ...] = DIALECTS
     note: str = ""
     subject: str = ""  # NS: the namespace type; MASK, RO: the path
+    paths: tuple[str, ...] = ()  # host paths it is judged against (allowed, sensitive)
 
     @property
     def is_static(self) -> bool:
@@ -184,6 +185,11 @@ def _requirement(entry: Any, where: str, area_titles: Mapping[str, str]) -> Requ
     note, subject = entry.get("note", ""), entry.get("subject", "")
     if not isinstance(note, str) or not isinstance(subject, str):
         raise CatalogueError(f"{where}: note and subject must be strings")
+    paths = entry.get("paths", [])
+    if not isinstance(paths, list) or not all(
+        isinstance(p, str) and p.startswith("/") for p in paths
+    ):
+        raise CatalogueError(f"{where}: paths must be a list of absolute paths")
     return Requirement(
         id=entry["id"],
         area=entry["area"],
@@ -194,4 +200,5 @@ def _requirement(entry: Any, where: str, area_titles: Mapping[str, str]) -> Requ
         dialects=tuple(dialects),
         note=note,
         subject=subject,
+        paths=tuple(paths),
     )

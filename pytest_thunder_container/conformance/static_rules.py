@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_thunder_container.conformance.catalogue import Catalogue, Requirement, load_catalogue
+from pytest_thunder_container.conformance.host_rules import (
+    check_extra_devices,
+    check_seccomp,
+    check_sensitive_host_binds,
+    check_writable_host_binds,
+    is_all_devices,
+)
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.oci.config import (
     CAPABILITY_SETS,
@@ -68,6 +75,7 @@ class LintContext:
     dialect: str | None = None
     arch: str = "arm64"
     communicator: str = DEFAULT_COMMUNICATOR
+    allowed_binds: tuple[str, ...] = ()  # host paths the user allows writable binds of
 
     @classmethod
     def create(
@@ -78,6 +86,7 @@ class LintContext:
         arch: str = "arm64",
         communicator: str = DEFAULT_COMMUNICATOR,
         schema_dir: Path = DEBIAN_SCHEMA_DIR,
+        allowed_binds: tuple[str, ...] = (),
     ) -> LintContext:
         """Judge by `catalogue` (the run's); load the schema (absent: noted, TC-CFG-001 skipped)."""
         check_dialect(dialect)
@@ -87,7 +96,8 @@ class LintContext:
             schema, note = None, str(missing)
         else:
             note = f"OCI schema: {schema.source.describe()}"
-        return cls(catalogue, schema, note, dialect, normalise_arch(arch), communicator)
+        allowed = tuple(normalise_path(path) for path in allowed_binds)
+        return cls(catalogue, schema, note, dialect, normalise_arch(arch), communicator, allowed)
 
     def finding(self, rule_id: str, path: str, message: str, fix: str) -> Finding:
         """A finding whose level comes from the catalogue, so it lives in one place."""
@@ -406,12 +416,6 @@ def check_dev_submounts(config: dict[str, Any], ctx: LintContext) -> list[Findin
     return [ctx.finding("TC-MNT-006", lacking[0][0], message, 'add "nosuid" and "noexec"')]
 
 
-def _is_all_devices(rule: dict[str, Any]) -> bool:
-    return (
-        rule.get("type", "a") == "a" and rule.get("major", -1) == -1 and rule.get("minor", -1) == -1
-    )
-
-
 def check_device_cgroup(config: dict[str, Any], ctx: LintContext) -> list[Finding]:
     """TC-DEV-001."""
     fix = 'start linux.resources.devices with {"allow": false, "access": "rwm"}'
@@ -420,7 +424,7 @@ def check_device_cgroup(config: dict[str, Any], ctx: LintContext) -> list[Findin
     access = first.get("access", "rwm")
     denies_all = (
         first.get("allow") is False
-        and _is_all_devices(first)
+        and is_all_devices(first)
         and isinstance(access, str)
         and set("rwm") <= set(access)
     )
@@ -428,7 +432,7 @@ def check_device_cgroup(config: dict[str, Any], ctx: LintContext) -> list[Findin
         message = "does not start by denying every device: the host could open the target's"
         return [ctx.finding("TC-DEV-001", "linux.resources.devices", message, fix)]
     for index, rule in enumerate(rules[1:], start=1):
-        if isinstance(rule, dict) and rule.get("allow") is True and _is_all_devices(rule):
+        if isinstance(rule, dict) and rule.get("allow") is True and is_all_devices(rule):
             path = f"linux.resources.devices[{index}]"
             message = "allows every device again"
             return [ctx.finding("TC-DEV-001", path, message, "allow only the devices needed")]
@@ -475,7 +479,11 @@ RULES: Mapping[str, Rule] = {
     "TC-MNT-004": _mount_rule("TC-MNT-004", "/sys", "option:ro"),
     "TC-MNT-005": _mount_rule("TC-MNT-005", "/sys/fs/cgroup", "option:ro"),
     "TC-MNT-006": check_dev_submounts,
+    "TC-MNT-007": check_writable_host_binds,
+    "TC-MNT-008": check_sensitive_host_binds,
+    "TC-PROC-005": check_seccomp,
     "TC-DEV-001": check_device_cgroup,
+    "TC-DEV-002": check_extra_devices,
     "TC-HOST-001": check_hostname,
 }
 """The static rules with a function of their own, by requirement ID."""

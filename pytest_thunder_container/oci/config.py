@@ -24,6 +24,28 @@ TMP_BIND_MOUNT: Mapping[str, Any] = {
     "destination": "/tmp",
     "options": ["rw", "bind"],
 }
+# The seccomp profile of the harness's default config (TC-PROC-005; runc spec writes none): every
+# call allowed but those no plugin host makes and that reach past any container (kernel modules,
+# kexec, reboot, swap, process accounting). runc gives them EPERM.
+SECCOMP_DENYLIST: Mapping[str, Any] = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [
+        {
+            "names": [
+                "acct",
+                "delete_module",
+                "finit_module",
+                "init_module",
+                "kexec_file_load",
+                "kexec_load",
+                "reboot",
+                "swapoff",
+                "swapon",
+            ],
+            "action": "SCMP_ACT_ERRNO",
+        }
+    ],
+}
 
 # OCI's platform.arch uses Go's names; people type the kernel's.
 _ARCH_ALIASES = {"aarch64": "arm64", "x86_64": "amd64", "armv7l": "arm", "armhf": "arm"}
@@ -118,6 +140,15 @@ def adjust_for_thunder(
     if "platform" in adjusted:
         adjusted["platform"] = {"os": "linux", "arch": normalise_arch(arch)}
     return adjusted
+
+
+def with_seccomp(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with SECCOMP_DENYLIST as linux.seccomp, unless the config sets a profile itself."""
+    hardened: dict[str, Any] = copy.deepcopy(dict(config))
+    linux = hardened.setdefault("linux", {})
+    if isinstance(linux, dict) and "seccomp" not in linux:
+        linux["seccomp"] = copy.deepcopy(dict(SECCOMP_DENYLIST))
+    return hardened
 
 
 def check_dialect(dialect: str | None) -> None:

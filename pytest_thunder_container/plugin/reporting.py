@@ -263,6 +263,7 @@ class Reporting:
             run,
             harness_version=__version__,
             catalogue_sha256=self._catalogue.sha256,
+            allowed_binds=self._settings.allowed_binds,
             latency=latency,
             latency_note=latency_note,
         )

@@ -29,6 +29,7 @@ from pytest_thunder_container.oci.config import (
     load_config,
     normalise_arch,
     tutorial_config,
+    with_seccomp,
 )
 from pytest_thunder_container.parity.diff import ParityResult, html_diff, side_by_side
 from pytest_thunder_container.parity.run import run_parity
@@ -65,16 +66,18 @@ def thunder_container_config(
     thunder_jsonrpc: ThunderClient,
     thunder_environment_of_host: ThunderEnvironment,
 ) -> dict[str, Any]:
-    """The user's config.json, or the tutorial's example adjusted for this Thunder."""
+    """The user's config.json, or the tutorial's example adjusted for this Thunder, with the
+    harness's seccomp denylist (TC-PROC-005: the tutorial's has no profile)."""
     if thunder_settings.container_config is not None:
         return load_config(thunder_settings.container_config)
     env = thunder_environment_of_host
-    return adjust_for_thunder(
+    adjusted = adjust_for_thunder(
         tutorial_config(),
         dialect=thunder_jsonrpc.dialect,
         communicator=env.connector,
         host_env=env.variables,
     )
+    return with_seccomp(adjusted)
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +114,7 @@ def thunder_assessment(
     thunder_results: Path,
     thunder_environment_of_host: ThunderEnvironment,
     thunder_catalogue: Catalogue,
+    thunder_settings: Settings,
 ) -> Assessment:
     """The plugin activated in its container, observed once, judged for every requirement."""
     shell = thunder_target.shell
@@ -122,6 +126,7 @@ def thunder_assessment(
         thunder_catalogue,
         arch=arch,
         connector=thunder_environment_of_host.connector,
+        allowed_binds=thunder_settings.allowed_binds,
         results=thunder_results,
     )
 
@@ -148,6 +153,7 @@ def thunder_static_findings(
         dialect=thunder_settings.reference_api,
         arch="arm64",
         communicator=DEFAULT_COMMUNICATOR,
+        allowed_binds=thunder_settings.allowed_binds,
     )
 
 

@@ -165,6 +165,7 @@ def build_report(
     *,
     harness_version: str,
     catalogue_sha256: str,
+    allowed_binds: Sequence[str] = (),
     latency: Mapping[str, Any] | None = None,
     latency_note: str | None = None,
 ) -> dict[str, Any]:
@@ -196,6 +197,8 @@ def build_report(
             "sha256": catalogue_sha256,
             "requirements": len(catalogue),
         },
+        # --thunder-allow-bind: host paths writable binds may carry besides /tmp (TC-MNT-007).
+        "allowed_binds": list(allowed_binds),
         "run": {
             "started_at": run.started_at,
             "finished_at": run.finished_at,

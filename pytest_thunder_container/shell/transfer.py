@@ -96,12 +96,26 @@ def _base64_size(size: int) -> int:
 
 @dataclass(frozen=True)
 class _Limits:
-    """Whole seconds the target-side steps may take, and the whole console command's limit."""
+    """Whole seconds the target-side steps may take, and the whole console command's limit.
+
+    The target-side watchdogs (and the host server's socket timeout) wait by themselves: they are
+    real seconds, the factor applied here. The console command's limit is nominal: the Console
+    applies the factor to it, once.
+    """
 
     probe: int  # one fetch of the probe
     grace: int  # how long failed probes are retried (the network may be coming up)
     data: int
-    console: float
+    console: float  # nominal
+
+
+def transfer_limits(size: int, factor: float, grace_left: float) -> _Limits:
+    """The limits of one transfer of `size` bytes; `grace_left`: real seconds of network grace."""
+    data_nominal = DATA_WAIT + size / MIN_HTTP_RATE
+    probe, data = math.ceil(PROBE_WAIT * factor), math.ceil(data_nominal * factor)
+    grace = max(0, math.ceil(grace_left))
+    console = PROBE_WAIT + data_nominal + grace / factor + CONSOLE_MARGIN
+    return _Limits(probe, grace, data, console)
 
 
 def _after_probe(limits: _Limits, probe_url: str, script: str) -> str:
@@ -175,10 +189,7 @@ class FileTransfer:
         return ""
 
     def _limits(self, size: int) -> _Limits:
-        probe = math.ceil(PROBE_WAIT * self._factor)
-        grace = max(0, math.ceil(self._grace_until - time.monotonic()))
-        data = math.ceil((DATA_WAIT + size / MIN_HTTP_RATE) * self._factor)
-        return _Limits(probe, grace, data, probe + grace + data + CONSOLE_MARGIN * self._factor)
+        return transfer_limits(size, self._factor, self._grace_until - time.monotonic())
 
     def _put_over_http(self, data: bytes, path: str, mode: int | None) -> str:
         """'' when the file is in place; else why HTTP did not work (the console is used)."""

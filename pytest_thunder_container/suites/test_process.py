@@ -42,6 +42,16 @@ def test_host_runs_as_that_user(thunder_runtime: Verify) -> None:
     thunder_runtime("TC-PROC-004")
 
 
+@pytest.mark.requirement("TC-PROC-005")
+def test_seccomp_profile_in_config(thunder_static: Verify) -> None:
+    thunder_static("TC-PROC-005")
+
+
+@pytest.mark.requirement("TC-PROC-005")
+def test_host_runs_under_a_seccomp_filter(thunder_runtime: Verify) -> None:
+    thunder_runtime("TC-PROC-005")
+
+
 @pytest.mark.requirement("TC-ROOT-001")
 def test_root_is_readonly_in_config(thunder_static: Verify) -> None:
     thunder_static("TC-ROOT-001")

@@ -58,8 +58,9 @@ class Target(ABC):
         """Boot or attach, and log in; on failure leave nothing running and raise TargetError."""
 
     def healthy(self) -> bool:
-        """Whether the target still runs (a QEMU process that died, a board that hung: False)."""
-        return True
+        """Whether the target still runs: False once its console saw the kernel panic (a
+        panicked board or guest answers nothing more); a target adds what else it knows."""
+        return not (self._console is not None and self._console.crashed)
 
     def restart(self) -> None:
         """Bring a dead target back; a target that can't says so with TargetError."""

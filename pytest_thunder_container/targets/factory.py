@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pytest_thunder_container.image.model import Image, cache_dir, load_image_dir
 from pytest_thunder_container.image.sdcard import SdCardImage, load_sdcard
-from pytest_thunder_container.settings import Settings, TargetSpec
+from pytest_thunder_container.settings import Settings, TargetSpec, worker_id
 from pytest_thunder_container.shell.console import Login
 from pytest_thunder_container.targets.base import Target
 from pytest_thunder_container.targets.qemu import QemuTarget
@@ -64,14 +65,44 @@ def make_target(
             guest_port=settings.guest_port,
             label=label,
         )
-    return SerialTarget(
-        spec.address,
-        results=results,
-        login=login_for(settings, None),
-        baudrate=settings.baudrate,
-        timeout_factor=settings.timeout_factor,
-        power_cycle=settings.power_cycle,
-        jsonrpc_url=settings.jsonrpc_url,
-        host_address=host_address,
-        label=label,
+    board = {
+        "results": results,
+        "login": login_for(settings, None),
+        "baudrate": settings.baudrate,
+        "timeout_factor": settings.timeout_factor,
+        "power_cycle": settings.power_cycle,
+        "jsonrpc_url": settings.jsonrpc_url,
+        "host_address": host_address,
+        "label": label,
+    }
+    if spec.kind == "labgrid":
+        return make_labgrid_target(settings, spec.address, progress, board)
+    return SerialTarget(spec.address, **board)
+
+
+def make_labgrid_target(
+    settings: Settings, selector: str, progress: Progress, board: dict[str, Any]
+) -> Target:
+    """A place of labgrid's coordinator (`board`: the options of any serial board); xdist
+    workers start from different matching places."""
+    from pytest_thunder_container.targets.labgrid_place import (
+        Coordinator,
+        coordinator_address,
+        holder_name,
+    )
+    from pytest_thunder_container.targets.labgrid_target import LabgridTarget
+    from pytest_thunder_container.targets.pool import worker_index
+
+    worker = worker_id()
+    holder_host, holder_user = holder_name(worker)
+    coordinator = Coordinator(
+        coordinator_address(settings.labgrid_coordinator), holder_host, holder_user
+    )
+    return LabgridTarget(
+        selector,
+        coordinator,
+        wait=settings.pool_wait,
+        start_index=worker_index(worker),
+        progress=progress,
+        **board,
     )

@@ -320,9 +320,8 @@ class QemuTarget(Target):
             self._rundir = None
 
     def healthy(self) -> bool:
-        # A panicked guest leaves QEMU running, but nothing answers on its console any more.
-        crashed = self._console is not None and self._console.crashed
-        return self._process is not None and self._process.exited() is None and not crashed
+        running = self._process is not None and self._process.exited() is None
+        return running and super().healthy()
 
     def restart(self) -> None:
         """Boot again (from the saved state when there is one) after the target died."""

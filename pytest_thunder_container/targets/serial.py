@@ -17,6 +17,7 @@ from pytest_thunder_container.shell.transcript import Transcript
 from pytest_thunder_container.shell.transfer import FileTransfer, HostRoute
 from pytest_thunder_container.targets.base import Target
 from pytest_thunder_container.targets.spawn import SerialStream, open_serial
+from pytest_thunder_container.waits import Deadline
 
 BOOT_TIMEOUT = 180.0  # a power-cycled board to a logged-in prompt, before the timeout factor
 ATTACH_TIMEOUT = 30.0  # an already booted board to a logged-in prompt
@@ -41,6 +42,7 @@ class SerialTarget(Target):
         baudrate: int = 115200,
         timeout_factor: float = 1.0,
         power_cycle: str | None = None,
+        recovery_cycle: str | None = None,
         jsonrpc_url: str | None = None,
         host_address: str | None = None,
         label: str | None = None,
@@ -52,6 +54,8 @@ class SerialTarget(Target):
         self._login = login
         self._factor = timeout_factor
         self._power_cycle = power_cycle
+        # How restart() brings a board back that died (a kernel panic): a power cycle.
+        self._recovery_cycle = recovery_cycle or power_cycle
         self._jsonrpc_url = jsonrpc_url
         # Checked now: a bad address is an error before anything is opened.
         self._route = None if host_address is None else HostRoute.direct(host_address)
@@ -77,12 +81,27 @@ class SerialTarget(Target):
 
     def start(self) -> None:
         try:
-            self._start()
+            self._start(self._power_cycle)
         except BaseException:
             self.stop()
             raise
 
-    def _start(self) -> None:
+    def restart(self) -> None:
+        """Power-cycle a board that died and log in again; without a way to, say so."""
+        if self._recovery_cycle is None:
+            raise TargetError(
+                f"the board {self.name} stopped answering and the harness has no way to switch "
+                "it off and on (fix: --thunder-power-cycle=CMD, or a labgrid place with a power "
+                "port)"
+            )
+        self._close()
+        try:
+            self._start(self._recovery_cycle)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, power_cycle: str | None) -> None:
         self._results.mkdir(parents=True, exist_ok=True)
         # Opened before the power cycle: the boot log is kept, and the line is ours first.
         stream = open_serial(self.address, self.baudrate)
@@ -90,12 +109,12 @@ class SerialTarget(Target):
         self._console = Console(
             stream, transcript, name=self.name, login=self._login, timeout_factor=self._factor
         )
-        if self._power_cycle is not None:
-            started = time.monotonic()
-            heard = self._run_power_cycle(self._power_cycle, stream)
-            self._wait_until_booted(stream, heard, started)
-            left = BOOT_TIMEOUT - (time.monotonic() - started) / self._factor
-            self._console.attach(timeout=max(left, ATTACH_TIMEOUT))
+        if power_cycle is not None:
+            boot = Deadline(BOOT_TIMEOUT, self._factor)
+            heard = self._run_power_cycle(power_cycle, stream)
+            self._wait_until_booted(stream, heard, boot)
+            # What is left of the boot's budget, nominal: the console applies the factor.
+            self._console.attach(timeout=max(boot.left(), ATTACH_TIMEOUT))
         else:
             self._attach_booted(self._console)
         self._facts["kernel"] = self._console.check("uname -r").stdout.strip()
@@ -113,20 +132,19 @@ class SerialTarget(Target):
             except ConsoleError:
                 raise first from None
 
-    def _wait_until_booted(self, stream: SerialStream, heard: int, started: float) -> None:
+    def _wait_until_booted(self, stream: SerialStream, heard: int, boot: Deadline) -> None:
         """Listen, sending nothing, until the board has spoken and then gone quiet.
 
         A key that reaches a boot loader while it counts down stops the boot, so the console's
         newline pokes must wait until the boot has begun and paused (typically at its prompt).
         """
-        limit = BOOT_TIMEOUT * self._factor
-        settle = BOOT_SETTLE * self._factor
+        settle = BOOT_SETTLE * self._factor  # a wait of its own: real seconds
         quiet_since = time.monotonic()
         while not heard or time.monotonic() - quiet_since < settle:
-            if time.monotonic() - started > limit:
+            if boot.expired():
                 raise TargetError(
-                    f"the board on {self.address} said nothing within {limit:.0f} s of its power "
-                    f"cycle: check the power-cycle command, the cable and --thunder-baud "
+                    f"the board on {self.address} said nothing within {boot.real:.0f} s of its "
+                    f"power cycle: check the power-cycle command, the cable and --thunder-baud "
                     f"(now {self.baudrate}); transcript: {self.console.transcript_path}"
                 )
             received = self._drain(stream)
@@ -192,6 +210,9 @@ class SerialTarget(Target):
         return f"its output:\n{shown}\n(log: {self.power_cycle_log})"
 
     def stop(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
         if self._console is not None:
             with contextlib.suppress(Exception):
                 self._console.close()

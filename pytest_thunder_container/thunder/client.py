@@ -20,6 +20,7 @@ from pytest_thunder_container.thunder.transport import (
     decode_reply,
     excerpt,
 )
+from pytest_thunder_container.waits import Deadline
 
 __all__ = [
     "R4_4",
@@ -192,13 +193,12 @@ class ThunderClient:
                 f"{state!r} is not a Thunder plugin state; use one of {', '.join(STATES)}"
             )
         accepted = _ACTIVATED_STATES if wanted == "Activated" else frozenset({wanted})
-        budget = timeout * self._timeout_factor
-        deadline = time.monotonic() + budget
+        deadline = Deadline(timeout, self._timeout_factor)
         last_seen: str | None = None
         last_error: ThunderContainerError | None = None
         while True:
-            remaining = deadline - time.monotonic()
-            call_budget = min(self._timeout, max(remaining / self._timeout_factor, 0.1))
+            # Nominal: the transport applies the factor to each call.
+            call_budget = min(self._timeout, max(deadline.left(), 0.1))
             try:
                 last_seen = str(self._status(callsign, call_budget).get("state"))
                 last_error = None
@@ -206,13 +206,12 @@ class ThunderClient:
                 last_error = exc
             if last_seen in accepted and last_error is None:
                 return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline.expired():
                 break
-            time.sleep(min(_POLL_INTERVAL_S, remaining))
+            time.sleep(min(_POLL_INTERVAL_S, deadline.left() * deadline.factor))
         raise ThunderStateTimeout(
-            f"Thunder plugin {callsign!r} did not reach state {wanted} within {budget:.1f} s "
-            f"(timeout {timeout} s x factor {self._timeout_factor}); last seen: {last_seen!r}"
+            f"Thunder plugin {callsign!r} did not reach state {wanted} within "
+            f"{deadline.describe()}; last seen: {last_seen!r}"
             + (f"; last error: {last_error}" if last_error else ""),
             wanted,
             last_seen,
@@ -350,9 +349,8 @@ def connect(
     Thunder may still be starting and the target's network still coming up, so HTTP is tried
     for `network_grace` seconds before the console (which needs no network) is accepted.
     """
-    started = time.monotonic()
-    deadline = started + wait * timeout_factor
-    http_deadline = started + min(wait, network_grace) * timeout_factor
+    deadline = Deadline(wait, timeout_factor)
+    http_deadline = Deadline(min(wait, network_grace), timeout_factor)
     http = (
         None
         if url is None
@@ -365,7 +363,7 @@ def connect(
     last: dict[str, ThunderContainerError] = {}
     while True:
         candidates = [http] if http is not None else []
-        if http is None or time.monotonic() > http_deadline:
+        if http is None or http_deadline.expired():
             candidates.append(console)
         for client in candidates:
             try:
@@ -374,10 +372,10 @@ def connect(
                 last[client.endpoint] = error
                 continue
             return client
-        if time.monotonic() > deadline:
+        if deadline.expired():
             over = " or ".join(client.endpoint for client in candidates)
             said = "; ".join(f"[{endpoint}] {error}" for endpoint, error in last.items())
             raise ThunderUnreachable(
-                f"Thunder did not answer within {wait * timeout_factor:.0f} s over {over}: {said}"
+                f"Thunder did not answer within {deadline.real:.0f} s over {over}: {said}"
             )
         time.sleep(0.5)

@@ -106,6 +106,23 @@ def _host_dev(config: Config) -> None:
     mount.update({"type": "bind", "source": "/dev", "options": ["rbind", "nosuid"]})
 
 
+def _bind(source: str, destination: str, *options: str) -> Callable[[Config], None]:
+    def mutate(config: Config) -> None:
+        mount = {"destination": destination, "type": "bind", "source": source}
+        config["mounts"].append({**mount, "options": ["rbind", *options]})
+
+    return mutate
+
+
+def _dev_mem(config: Config) -> None:
+    # The node only: the device cgroup still denies it, but the container should not have it.
+    config["linux"]["devices"] = [{"path": "/dev/mem", "type": "c", "major": 1, "minor": 1}]
+
+
+def _no_seccomp(config: Config) -> None:
+    config["linux"].pop("seccomp")
+
+
 F = frozenset
 FAULTS: tuple[Fault, ...] = (
     Fault(
@@ -169,7 +186,28 @@ FAULTS: tuple[Fault, ...] = (
     Fault("sys-writable", _writable_sys, F({"TC-MNT-004"}), F({"TC-MNT-004"})),
     Fault("cgroup-writable", _writable_cgroup, F({"TC-MNT-005"}), F({"TC-MNT-005"})),
     Fault("hostname-removed", _no_hostname, F({"TC-HOST-001"}), F({"TC-HOST-001"})),
-    Fault("host-dev-bound", _host_dev, F({"TC-MNT-003"}), F({"TC-MNT-003"})),
+    # Writable (TC-MNT-007), and every device node of the target shows inside (TC-DEV-002 at
+    # runtime; statically config.json adds no device, it binds them).
+    Fault(
+        "host-dev-bound",
+        _host_dev,
+        F({"TC-MNT-003", "TC-MNT-007"}),
+        F({"TC-MNT-003", "TC-MNT-007", "TC-DEV-002"}),
+    ),
+    Fault(
+        "host-var-bound-writable",
+        _bind("/var", "/mnt/host-var"),
+        F({"TC-MNT-007"}),
+        F({"TC-MNT-007"}),
+    ),
+    Fault(
+        "host-etc-bound-read-only",
+        _bind("/etc", "/mnt/host-etc", "ro"),
+        F({"TC-MNT-008"}),
+        F({"TC-MNT-008"}),
+    ),
+    Fault("seccomp-removed", _no_seccomp, F({"TC-PROC-005"}), F({"TC-PROC-005"})),
+    Fault("dev-mem-created", _dev_mem, F({"TC-DEV-002"}), F({"TC-DEV-002"})),
 )
 
 

@@ -17,7 +17,7 @@ from pytest_thunder_container.conformance.assessment import (
     static_findings,
 )
 from pytest_thunder_container.conformance.catalogue import Catalogue
-from pytest_thunder_container.oci.config import adjust_for_thunder, tutorial_config
+from pytest_thunder_container.oci.config import adjust_for_thunder, tutorial_config, with_seccomp
 from pytest_thunder_container.shell.protocol import Shell
 from pytest_thunder_container.thunder.client import ThunderClient
 from pytest_thunder_container.thunder.deploy import ContainerDeployment
@@ -40,7 +40,7 @@ def test_there_are_at_least_fifteen_distinct_faults() -> None:
 
 @pytest.mark.parametrize("fault", CASES)
 def test_static_rules_report_exactly_the_broken_requirements(fault: Fault) -> None:
-    good = adjust_for_thunder(tutorial_config(), dialect="R5")
+    good = with_seccomp(adjust_for_thunder(tutorial_config(), dialect="R5"))
     added = _failing_static(broken(good, fault)) - _failing_static(good)
     assert added == fault.static
 

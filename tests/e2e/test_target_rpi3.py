@@ -61,4 +61,5 @@ def test_lint_of_runc_spec_made_on_the_target_gives_the_tutorials_findings(
         ("TC-ENV-001", "MUST"),  # no COMMUNICATOR_CONNECTOR
         ("TC-ENV-002", "SHOULD"),  # no MESSAGE_DISPATCHER_CONFIG
         ("TC-CAP-003", "SHOULD"),  # runc's default ambient set
+        ("TC-PROC-005", "SHOULD"),  # no seccomp profile
     }

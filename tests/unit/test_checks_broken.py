@@ -75,6 +75,30 @@ def mount_type(path: str, fstype: str) -> Breakage:
     return breakage
 
 
+def host_bind(source: str, destination: str, per_mount: str) -> Breakage:
+    """config.json binds a host path, and the container's mountinfo shows it with `per_mount`."""
+
+    def breakage(data: dict[str, Any]) -> None:
+        options = ["rbind"] if per_mount.startswith("rw") else ["rbind", "ro"]
+        data["config"]["mounts"].append(
+            {"destination": destination, "type": "bind", "source": source, "options": options}
+        )
+        line = f"90 45 179:2 {source} {destination} {per_mount} - ext4 /dev/root rw"
+        sections = data["observation"]["inside"]["sections"]
+        sections["mountinfo"] += f"\n{line}"
+
+    return breakage
+
+
+def dev_node(line: str) -> Breakage:
+    """One more device node in the container's /dev, as `ls -l` shows it."""
+
+    def breakage(data: dict[str, Any]) -> None:
+        data["observation"]["inside"]["sections"]["dev"] += f"\n{line}"
+
+    return breakage
+
+
 def status_line(key: str, value: str) -> Breakage:
     return lambda data: edit_line(data, "outside", "status", f"{key}:", f"{key}:\t{value}")
 
@@ -207,6 +231,10 @@ BREAKAGES: list[tuple[str, Breakage, set[str]]] = [
     ("/sys written", inside("sysfs-write", "0|"), {"TC-MNT-004"}),
     ("cgroup rw", writable_mount("/sys/fs/cgroup"), {"TC-MNT-005"}),
     ("cgroup written", inside("cgroup-write", "0|"), {"TC-MNT-005"}),
+    ("/var bound rw", host_bind("/var", "/mnt/host-var", "rw,relatime"), {"TC-MNT-007"}),
+    ("/etc bound ro", host_bind("/etc", "/mnt/host-etc", "ro,relatime"), {"TC-MNT-008"}),
+    ("/dev/mem inside", dev_node("crw-r-----    1 root  kmem   1,   1 Jan  1 00:00 mem"),
+     {"TC-DEV-002"}),
     ("/dev/shm exec", replaced("inside", "mountinfo", SHM, SHM.replace("noexec,", "")),
      {"TC-MNT-006"}),
     ("no communicator", inside("communicator", "absent\nls: /tmp/communicator: No such file"),
@@ -291,3 +319,24 @@ def test_messages_say_what_was_expected_and_seen() -> None:
 def test_every_check_has_an_observation_that_fails_it() -> None:
     broken = set().union(*(expected for _, _, expected in BREAKAGES + R5_ONLY_BREAKAGES))
     assert set(runtime_checks(CATALOGUE)) <= broken | BASELINE_FAILURES["r5-container"]
+
+
+def test_a_host_path_the_user_allows_may_be_bound_writable() -> None:
+    data = recording("r5-container")
+    host_bind("/var", "/mnt/host-var", "rw,relatime")(data)
+    assert "TC-MNT-007" in failing(judge(data))
+    data["context"] = {"allowed_binds": ("/var",)}
+    verdict = judge(data)["TC-MNT-007"]
+    assert verdict.outcome == "pass", verdict.message
+    assert "/mnt/host-var" in verdict.evidence[0].output
+
+
+def test_a_configured_bind_missing_from_mountinfo_blocks_the_bind_checks() -> None:
+    data = recording("r5-container")
+    data["config"]["mounts"].append(
+        {"destination": "/mnt/x", "source": "/var", "options": ["bind"]}
+    )
+    verdicts = judge(data)
+    for rid in ("TC-MNT-007", "TC-MNT-008"):
+        assert verdicts[rid].outcome == "blocked"
+        assert "binds /var at /mnt/x, not in mountinfo" in verdicts[rid].message

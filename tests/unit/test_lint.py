@@ -23,7 +23,12 @@ from pytest_thunder_container.conformance.static_rules import (
     static_rules,
 )
 from pytest_thunder_container.errors import ThunderContainerError
-from pytest_thunder_container.oci.config import adjust_for_thunder, load_config, tutorial_config
+from pytest_thunder_container.oci.config import (
+    adjust_for_thunder,
+    load_config,
+    tutorial_config,
+    with_seccomp,
+)
 from pytest_thunder_container.oci.schema import DEBIAN_SCHEMA_DIR, SchemaUnavailable
 
 DATA = Path(__file__).parent / "data"
@@ -32,7 +37,7 @@ RUNC_SPEC_V2 = DATA / "runc-1.1.5-spec-cgroupv2-host.json"
 HAS_SCHEMA = (DEBIAN_SCHEMA_DIR / "config-schema.json").is_file()
 CATALOGUE = load_catalogue()
 STATIC_IDS = tuple(static_rules(CATALOGUE))
-TUTORIAL_SHOULDS = {"TC-ENV-002", "TC-ENV-003", "TC-NS-006", "TC-CAP-003"}
+TUTORIAL_SHOULDS = {"TC-ENV-002", "TC-ENV-003", "TC-NS-006", "TC-CAP-003", "TC-PROC-005"}
 RUNC_SPEC_FINDINGS = {
     "TC-COM-001",
     "TC-ENV-001",
@@ -40,6 +45,7 @@ RUNC_SPEC_FINDINGS = {
     "TC-PROC-001",
     "TC-MNT-001",
     "TC-CAP-003",  # runc 1.1.5 fills the ambient set, like the tutorial's example
+    "TC-PROC-005",  # runc spec writes no seccomp profile
 }
 
 
@@ -52,7 +58,7 @@ def contexts() -> dict[str | None, LintContext]:
 
 def clean_config() -> dict[str, Any]:
     """The tutorial's config with its SHOULD findings fixed: no rule fires on it (R5 or unknown)."""
-    config = adjust_for_thunder(tutorial_config(), dialect="R5")
+    config = with_seccomp(adjust_for_thunder(tutorial_config(), dialect="R5"))
     config["linux"]["namespaces"].append({"type": "cgroup"})
     del config["process"]["capabilities"]["ambient"]
     return config
@@ -175,6 +181,11 @@ CAPS = ("process", "capabilities")
 TMPFS_ON_TMP = {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}
 TMPFS_ON_SOCKET = {"destination": "/tmp/communicator", "type": "tmpfs", "source": "tmpfs"}
 HOST_DEV = {"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind"]}
+DEV_MEM = {"path": "/dev/mem", "type": "c", "major": 1, "minor": 1}
+MEM_RULE = {"allow": True, "type": "c", "major": 1, "minor": 1, "access": "r"}
+HOST_VAR_RW = {"destination": "/mnt/var", "type": "bind", "source": "/var", "options": ["rbind"]}
+HOST_ROOT_RW = {"destination": "/host", "source": "/", "options": ["rbind", "rw"]}
+HOST_ETC_RO = {"destination": "/mnt/etc", "type": "bind", "source": "/etc/", "options": ["ro"]}
 
 # (rule ID, variant, dialect to lint for, how to break the clean config)
 BROKEN: list[tuple[str, str, str | None, Breaker]] = [
@@ -233,6 +244,13 @@ BROKEN: list[tuple[str, str, str | None, Breaker]] = [
     ("TC-MNT-004", "/sys rw", None, _put("/sys", "options", value=["nosuid"])),
     ("TC-MNT-005", "cgroup rw", None, _put("/sys/fs/cgroup", "options", value=["rw"])),
     ("TC-MNT-006", "/dev/shm exec", None, _remove("/dev/shm", "options", item="noexec")),
+    ("TC-MNT-007", "host /var writable", None, _add("mounts", item=HOST_VAR_RW)),
+    ("TC-MNT-007", "host / writable", None, _add("mounts", item=HOST_ROOT_RW)),
+    ("TC-MNT-008", "host /etc read-only", None, _add("mounts", item=HOST_ETC_RO)),
+    ("TC-PROC-005", "no seccomp", None, _pop("linux", "seccomp")),
+    ("TC-DEV-002", "/dev/mem created", None, _put("linux", "devices", value=[DEV_MEM])),
+    ("TC-DEV-002", "/dev/mem allowed", None, _add("linux", "resources", "devices", item=MEM_RULE)),
+    ("TC-PROC-005", "seccomp without defaultAction", None, _put("linux", "seccomp", value={})),
     ("TC-DEV-001", "no rules", None, _pop("linux", "resources")),
     (
         "TC-DEV-001",
@@ -394,14 +412,14 @@ def test_exit_0_for_the_tutorial_with_its_shoulds(capsys, files) -> None:
     lines = out.splitlines()
     assert all(LINE.match(line) for line in lines), lines
     assert {line.split()[0] for line in lines} == TUTORIAL_SHOULDS
-    assert err.startswith("0 MUST, 4 SHOULD findings; ")
+    assert err.startswith("0 MUST, 5 SHOULD findings; ")
 
 
 def test_exit_1_when_a_must_fails(capsys, files) -> None:
     code, out, err = run_cli(capsys, str(files["spec"]))
     assert code == 1
     assert "TC-PROC-001 MUST process.terminal: is true" in out
-    assert err.startswith("4 MUST, 2 SHOULD findings; ")
+    assert err.startswith("4 MUST, 3 SHOULD findings; ")
 
 
 def test_dialect_r44_turns_a_reference_into_a_must(capsys, files) -> None:
@@ -443,7 +461,7 @@ def test_several_files_are_all_reported_and_unusable_input_wins(capsys, files) -
     assert f"{files['spec']}: TC-MNT-001 MUST mounts: no /tmp mount" in out
     assert f"{files['tutorial']}: TC-ENV-003 SHOULD" in out
     assert f"{files['array']}: the JSON is an array" in err
-    assert "4 MUST, 6 SHOULD findings, 1 of 3 files unusable; " in err
+    assert "4 MUST, 8 SHOULD findings, 1 of 3 files unusable; " in err
 
 
 def test_the_thunder_container_command_runs_lint(capsys, files) -> None:
@@ -458,7 +476,7 @@ def test_json_format(capsys, files) -> None:
     report = json.loads(out)
     assert code == report["exit_code"] == 2
     spec, array = report["files"]
-    assert (spec["usable"], spec["must"], spec["should"]) == (True, 4, 2)
+    assert (spec["usable"], spec["must"], spec["should"]) == (True, 4, 3)
     assert {f["id"] for f in spec["findings"]} == RUNC_SPEC_FINDINGS
     assert array["usable"] is False and "an array" in array["error"]
     assert report["findings"][0].keys() == {"file", "id", "level", "path", "message", "fix"}
@@ -511,3 +529,73 @@ def test_a_literal_communicator_must_be_thunders(thunder, literal, fires) -> Non
     _set_env("COMMUNICATOR_CONNECTOR", literal)(config)
     ctx = LintContext.create(CATALOGUE, communicator=thunder)
     assert bool(run_rule("TC-ENV-001", config, ctx)) is fires
+
+
+# ------------------------------------------------------------------ host binds (TC-MNT-007/008)
+
+
+def test_a_writable_bind_of_thunders_tmp_or_below_it_is_allowed(contexts) -> None:
+    config = clean_config()
+    config["mounts"].append({"destination": "/x", "source": "/tmp/ocdm", "options": ["rbind"]})
+    assert run_rule("TC-MNT-007", config, contexts[None]) == []
+
+
+def test_a_path_the_user_allows_is_no_finding() -> None:
+    config = clean_config()
+    config["mounts"].append(HOST_VAR_RW)
+    ctx = LintContext.create(CATALOGUE, allowed_binds=("/var/",))
+    assert ctx.allowed_binds == ("/var",)
+    assert run_rule("TC-MNT-007", config, ctx) == []
+    [finding] = run_rule("TC-MNT-007", config, LintContext.create(CATALOGUE))
+    assert finding.path == f"mounts[{len(config['mounts']) - 1}]"
+    assert "/var at /mnt/var" in finding.message and "--allow-bind" in finding.fix
+
+
+def test_a_sensitive_path_bound_writable_is_the_must_alone(contexts) -> None:
+    config = clean_config()
+    config["mounts"].append({**HOST_ETC_RO, "options": ["rbind"]})
+    assert ids(check_config(config, contexts[None])) == {"TC-MNT-007"}
+    config["mounts"][-1]["options"] = ["rbind", "ro"]
+    assert ids(check_config(config, contexts[None])) == {"TC-MNT-008"}
+
+
+def test_a_file_below_a_sensitive_path_bound_read_only_is_no_finding(contexts) -> None:
+    config = clean_config()
+    resolv = {
+        "destination": "/etc/resolv.conf",
+        "source": "/etc/resolv.conf",
+        "options": ["bind", "ro"],
+    }
+    config["mounts"].append(resolv)
+    assert check_config(config, contexts[None]) == []
+
+
+def test_lint_allow_bind_clears_the_must_and_the_json_lists_the_path(capsys, tmp_path) -> None:
+    config = clean_config()
+    config["mounts"].append(HOST_VAR_RW)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    code, out, _ = run_cli(capsys, str(path))
+    assert code == 1 and out.startswith("TC-MNT-007 MUST mounts[")
+    code, out, _ = run_cli(capsys, "--format", "json", "--allow-bind", "/var", str(path))
+    report = json.loads(out)
+    assert (code, report["allowed_binds"], report["findings"]) == (0, ["/var"], [])
+
+
+@pytest.mark.parametrize(
+    ("destination", "options", "expected"),
+    [
+        ("/proc", ["rbind", "ro"], {"TC-MNT-002", "TC-MNT-008"}),
+        ("/dev", ["rbind", "ro"], {"TC-MNT-003", "TC-MNT-008"}),
+        ("/sys", ["rbind", "ro"], {"TC-MNT-008"}),
+        ("/sys", ["rbind"], {"TC-MNT-004", "TC-MNT-007"}),
+    ],
+)
+def test_proc_dev_or_sys_bound_from_the_host_rather_than_mounted(
+    contexts, destination, options, expected
+) -> None:
+    config = clean_config()
+    bound = {"destination": destination, "type": "bind", "source": destination}
+    kept = [m for m in config["mounts"] if m["destination"] != destination]
+    config["mounts"] = [*kept, {**bound, "options": options}]
+    assert ids(check_config(config, contexts[None])) == expected

@@ -11,11 +11,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture(autouse=True)
-def _outside_any_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The inner sessions must not believe they are the outer run's xdist worker.
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_xdist")
 
 
 CATALOGUE = """

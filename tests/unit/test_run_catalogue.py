@@ -33,10 +33,7 @@ subject = "ipc"
 """
 
 
-@pytest.fixture(autouse=True)
-def _outside_any_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_xdist")
 
 
 def test_the_suites_cases_come_from_the_runs_catalogue(pytester: pytest.Pytester) -> None:

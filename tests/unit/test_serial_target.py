@@ -177,3 +177,16 @@ def test_a_program_holding_the_console_is_interrupted(tmp_path: Path) -> None:
 def test_a_missing_port_is_a_target_error(tmp_path: Path) -> None:
     with pytest.raises(TargetError, match=r"can't open the serial console '/dev/ttyNOPE9'"):
         serial_target("/dev/ttyNOPE9", tmp_path).start()
+
+
+def test_a_panicked_board_is_unhealthy_and_without_a_power_cycle_cannot_come_back(
+    tmp_path: Path,
+) -> None:
+    with device("pty", BOARD, shell_env(tmp_path)) as (_, pty):
+        target = serial_target(pty, tmp_path)
+        with target:
+            assert target.healthy()
+            target.console.crashed = True  # what the console sets when it reads a kernel panic
+            assert not target.healthy()
+            with pytest.raises(TargetError, match="fix: --thunder-power-cycle=CMD"):
+                target.restart()

@@ -17,7 +17,7 @@ from helpers.console_targets import busybox_applets, make_console, shell_env, sp
 from pytest_thunder_container.errors import TargetError
 from pytest_thunder_container.shell.console import Console
 from pytest_thunder_container.shell.http_drop import OneShotServer
-from pytest_thunder_container.shell.transfer import FileTransfer, HostRoute
+from pytest_thunder_container.shell.transfer import FileTransfer, HostRoute, transfer_limits
 from pytest_thunder_container.targets.base import Target
 
 pytestmark = pytest.mark.skipif(
@@ -321,3 +321,13 @@ def test_a_host_address_must_be_an_ip_address() -> None:
     assert HostRoute.direct("192.168.1.10") == HostRoute("192.168.1.10", "192.168.1.10")
     with pytest.raises(TargetError, match=r"--thunder-host-address=board\.local: not an IP"):
         HostRoute.direct("board.local")
+
+
+def test_the_timeout_factor_is_applied_once_to_a_transfers_waits() -> None:
+    # 250 kB: 10 s for the data on top of its 10 s. Target-side watchdogs wait by themselves, so
+    # they are scaled here; the console command's limit stays nominal: the Console scales it.
+    once, thrice = transfer_limits(250_000, 1, 0), transfer_limits(250_000, 3, 0)
+    assert (once.probe, once.data, once.console) == (10, 20, 10 + 20 + 30)
+    assert (thrice.probe, thrice.data, thrice.console) == (30, 60, 10 + 20 + 30)
+    # Network grace left (real seconds) counts as the same nominal span in the console's limit.
+    assert transfer_limits(250_000, 3, 30).console == 10 + 20 + 30 + 10

@@ -7,6 +7,7 @@ from types import MappingProxyType
 
 from pytest_thunder_container.conformance.catalogue import Catalogue, Requirement
 from pytest_thunder_container.conformance.observe import Observation
+from pytest_thunder_container.conformance.runtime.host import HOST_CHECKS, PATH_LIST_CHECKS
 from pytest_thunder_container.conformance.runtime.mounts import MOUNT_CHECKS
 from pytest_thunder_container.conformance.runtime.paths import (
     PATH_CHECKS,
@@ -62,7 +63,13 @@ ELSEWHERE = (
     "TC-CONT-",
     "TC-STRESS-",
 )
-_CHECKS: dict[str, Check] = {**PROCESS_CHECKS, **PATH_CHECKS, **MOUNT_CHECKS, **THUNDER_CHECKS}
+_CHECKS: dict[str, Check] = {
+    **PROCESS_CHECKS,
+    **PATH_CHECKS,
+    **MOUNT_CHECKS,
+    **HOST_CHECKS,
+    **THUNDER_CHECKS,
+}
 # The families whose subject (namespace type, path) the catalogue lists in order.
 SUBJECT_CHECKS: Mapping[str, Callable[[str, str], Check]] = MappingProxyType(
     {"NS": namespace_check, "MASK": masked_check, "RO": readonly_check}
@@ -99,6 +106,8 @@ def _guarded(requirement: Requirement, check: Check) -> Check:
 
 def _check_of(requirement: Requirement) -> Check | None:
     check = _CHECKS.get(requirement.id)
+    if requirement.id in PATH_LIST_CHECKS:
+        check = PATH_LIST_CHECKS[requirement.id](requirement.id, requirement.paths)
     family = SUBJECT_CHECKS.get(requirement.area)
     if check is None and family is not None and requirement.subject and requirement.is_runtime:
         check = family(requirement.id, requirement.subject)

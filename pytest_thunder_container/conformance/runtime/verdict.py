@@ -60,6 +60,7 @@ class RuntimeContext:
     links: list[dict[str, Any]]  # Controller.1.links while the plugin runs in the container
     plugin_call: PluginCall | None
     connector: str = "/tmp/communicator"
+    allowed_binds: tuple[str, ...] = ()  # host paths the user allows writable binds of
 
 
 class NotEvaluated(Exception):

@@ -94,7 +94,9 @@ class WatchedRun:
     def output(self) -> str:
         return self.output_file.read_text(errors="replace")
 
-    def wait_for(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_for(
+        self, ready: Callable[[], bool], timeout: float, what: str, every: float = 0.05
+    ) -> None:
         """Poll until `ready()`; fail (after stopping the run) if it ends or time runs out."""
         deadline = time.monotonic() + timeout
         while not ready():
@@ -102,7 +104,7 @@ class WatchedRun:
                 self._process.kill()
                 self._process.wait()
                 raise AssertionError(f"never saw {what}:\n{self.output()[-6000:]}")
-            time.sleep(0.05)
+            time.sleep(every)
 
     def interrupt(self) -> None:
         """Ctrl-C: SIGINT to pytest alone, as a terminal sends it to the foreground process."""
