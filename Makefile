@@ -10,7 +10,7 @@ setup:
 suites: setup
 	python3 -m pytest suites --thunder-target=rpi3 --thunder-results=$(RESULTS)
 
-# The project's own tests: unit, reference Thunder, and end to end on QEMU.
+# The project's own tests: unit, and end to end on QEMU with real Thunder.
 test: setup
 	python3 -m pytest tests -n 2
 
