@@ -21,7 +21,10 @@ from pytest_thunder_container.oci.config import adjust_for_thunder, tutorial_con
 from pytest_thunder_container.shell.protocol import Shell
 from pytest_thunder_container.thunder.client import ThunderClient
 from pytest_thunder_container.thunder.deploy import ContainerDeployment
+from pytest_thunder_container.thunder.health import restart_thunder
 
+# Thunder restarted after a host was held in Activation: init script, boot of the daemon, OCDM.
+RESTART_TIMEOUT = 180.0
 CASES = [pytest.param(fault, id=fault.name) for fault in FAULTS]
 
 
@@ -74,8 +77,23 @@ def test_runtime_checks_report_exactly_the_broken_requirements(
             results=thunder_results / "broken" / fault.name,
         )
     finally:
-        thunder_deployment.deactivate()
-        thunder_deployment.write_config(thunder_assessment.config, label="good-again")
+        _back_to_the_good_bundle(
+            thunder_deployment, thunder_jsonrpc, thunder_shell, thunder_assessment
+        )
     added = _runtime_failing(assessment) - baseline
     detail = {rid: assessment.runtime[rid].message for rid in added ^ fault.runtime}
     assert added == fault.runtime, detail
+
+
+def _back_to_the_good_bundle(
+    deployment: ContainerDeployment, client: ThunderClient, shell: Shell, good: Assessment
+) -> None:
+    """The good bundle again. A host cut off from the communicator (no /tmp) leaves real Thunder
+    holding the plugin in Activation, refusing a deactivate: only a restart ends that."""
+    if deployment.held_in_activation():
+        deployment.write_config(good.config, label="good-again")
+        restart_thunder(client, shell, timeout=RESTART_TIMEOUT)
+        client.wait_for_state(deployment.callsign, "Activated", RESTART_TIMEOUT)
+        return
+    deployment.deactivate()
+    deployment.write_config(good.config, label="good-again")
