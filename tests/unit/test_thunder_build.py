@@ -108,14 +108,31 @@ def test_mirror_from_argument_then_environment(
     assert mirror_dir() == tmp_path / "env"
 
 
-def test_cache_key_changes_with_each_input(tmp_path: Path) -> None:
+def test_cache_key_follows_its_line_the_common_settings_sources_and_compiler(
+    tmp_path: Path,
+) -> None:
     line = RECIPE.line("R5")
     base = cache_key(RECIPE, line, "gcc 12")
     assert cache_key(RECIPE, line, "gcc 13") != base
     assert cache_key(RECIPE, RECIPE.line("R4.4"), "gcc 12") != base
-    (tmp_path / "recipe.toml").write_text(RECIPE.path.read_text() + "\n# changed\n")
+    (tmp_path / "recipe.toml").write_text(RECIPE.path.read_text() + "\n# a comment\n")
+    commented = load_thunder_recipe(tmp_path / "recipe.toml")
+    assert cache_key(commented, commented.line("R5"), "gcc 12") == base
+    text = RECIPE.path.read_text()
+    r44 = text.replace('version = "4.4.7"', 'version = "4.4.8"')
+    (tmp_path / "recipe.toml").write_text(r44)
+    other_line = load_thunder_recipe(tmp_path / "recipe.toml")
+    assert cache_key(other_line, other_line.line("R5"), "gcc 12") == base  # R4.4 only
+    assert cache_key(other_line, other_line.line("R4.4"), "gcc 12") != cache_key(
+        RECIPE, RECIPE.line("R4.4"), "gcc 12"
+    )
+    (tmp_path / "recipe.toml").write_text(text.replace('"-DPORT=80"', '"-DPORT=8080"', 1))
     edited = load_thunder_recipe(tmp_path / "recipe.toml")
     assert cache_key(edited, edited.line("R5"), "gcc 12") != base
+    common = text.replace('"-DCMAKE_BUILD_TYPE=MinSizeRel"', '"-DCMAKE_BUILD_TYPE=Release"')
+    (tmp_path / "recipe.toml").write_text(common)
+    shared = load_thunder_recipe(tmp_path / "recipe.toml")
+    assert cache_key(shared, shared.line("R5"), "gcc 12") != base
     other = RECIPE.path.read_text().replace(line.steps[2].sha256, "0" * 64)
     (tmp_path / "recipe.toml").write_text(other)
     resourced = load_thunder_recipe(tmp_path / "recipe.toml")

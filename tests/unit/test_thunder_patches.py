@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_thunder_container.conformance.runc_log import runc_call_limit_ms
 from pytest_thunder_container.errors import ImageError
 from pytest_thunder_container.image.thunder_config import state_directories
 from pytest_thunder_container.image.thunder_patches import Patch, apply_patches, parse_patches
@@ -47,40 +48,29 @@ def test_a_patch_needs_every_field() -> None:
         parse_patches({"patches": [{"path": RUNC, "old": "a", "new": "b"}]}, "recipe")
 
 
-def test_the_recipe_patches_only_the_runc_time_limit_and_says_why() -> None:
+def test_the_reference_build_patches_nothing() -> None:
+    """Upstream's runc limits are part of what the suites judge (issue 10: never patched)."""
     recipe = load_thunder_recipe()
-    patched = {
-        (line.name, step.name): step.patches
-        for line in recipe.lines.values()
-        for step in line.steps
-        if step.patches
-    }
-    assert set(patched) == {("R5", "Thunder"), ("R4.4", "Thunder")}
-    for patches in patched.values():
-        (patch,) = patches
-        assert patch.path == RUNC and "DEFAULT_TIMEOUT" in patch.old and "emulated" in patch.why
+    assert [
+        step.name for line in recipe.lines.values() for step in line.steps if step.patches
+    ] == []
 
 
-def test_the_mirrored_sources_hold_each_patch_once() -> None:
+@pytest.mark.parametrize(("line", "version"), [("R5", "5.3.0"), ("R4.4", "4.4.7")])
+def test_the_mirrored_thunder_has_the_runc_limit_the_failure_analysis_assumes(
+    line: str, version: str
+) -> None:
     try:
         mirror = mirror_dir()
     except ImageError as error:
         pytest.skip(f"no Thunder mirror here: {error}")
-    recipe = load_thunder_recipe()
-    checked = 0
-    for line in recipe.lines.values():
-        for step in line.steps:
-            if not step.patches:
-                continue
-            with tarfile.open(mirror / step.archive) as archive:
-                names = archive.getnames()
-                for patch in step.patches:
-                    (member,) = [name for name in names if name.endswith("/" + patch.path)]
-                    handle = archive.extractfile(member)
-                    assert handle is not None
-                    assert handle.read().decode().count(patch.old) == 1, (line.name, step.name)
-                    checked += 1
-    assert checked == 2
+    (step,) = [step for step in load_thunder_recipe().line(line).steps if step.name == "Thunder"]
+    with tarfile.open(mirror / step.archive) as archive:
+        (member,) = [name for name in archive.getnames() if name.endswith("/" + RUNC)]
+        handle = archive.extractfile(member)
+        assert handle is not None
+        text = handle.read().decode()
+    assert f"DEFAULT_TIMEOUT = {runc_call_limit_ms(version)} /* ms */" in text
 
 
 def test_state_directories_are_the_configs_persistent_and_volatile_paths(tmp_path: Path) -> None:
