@@ -11,7 +11,6 @@ import subprocess
 import tarfile
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,15 +80,17 @@ def thunder_tree(
 
 
 def cache_key(recipe: ThunderRecipe, line: Line, compiler: str) -> str:
-    """sha256 over the builder version, what the recipe says of this line (its own table and the
-    common settings: editing one line or a comment rebuilds nothing else), the sources' sha256s
-    and the compiler."""
-    data = tomllib.loads(recipe.path.read_text())
-    data["lines"] = {line.name: data.get("lines", {}).get(line.name)}
-    digest = hashlib.sha256(f"builder {BUILDER_VERSION}\nline {line.name}\n".encode())
-    digest.update(json.dumps(data, sort_keys=True, default=str).encode())
-    for step in line.steps:
-        digest.update(f"source {step.archive} {step.sha256}\n".encode())
+    """sha256 over the builder version, the parsed recipe's common settings and this line (its
+    steps, with each source's sha256 and patches), and the compiler: editing the other line or a
+    comment rebuilds nothing."""
+    common = (
+        recipe.common_options,
+        recipe.build_packages,
+        recipe.runtime_packages,
+        recipe.runtime_libraries,
+    )
+    digest = hashlib.sha256(f"builder {BUILDER_VERSION}\n".encode())
+    digest.update(repr((common, line)).encode())
     digest.update(f"compiler {compiler}\n".encode())
     return digest.hexdigest()
 
