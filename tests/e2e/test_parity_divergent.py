@@ -1,10 +1,11 @@
 """End to end on rpi3: parity holds with the tutorial's bundle, and fails, pointing at the method,
-with a bundle that hides /tmp/ocdm from Thunder while the communicator stays reachable.
+with a bundle whose container can't see OCDM's DRM systems.
 
 The parity code runs directly on the session's target (one boot): first the package's scenario
-with the normal bundle, then the same calls with a private tmpfs on /tmp in the container and
-bind mounts of just the communicator and the message dispatcher folder. The host starts and
-announces itself, but OCDM's implementation listens on a /tmp/ocdm Thunder can't see.
+with the normal bundle, then the same calls with a private tmpfs over OCDM's data directory in
+the container (read off the host's own -d argument). Real OCDM loads its DRM systems (ClearKey's
+.drm) from there: the host starts and announces itself, and then lists no DRM system, where the
+out-of-process baseline lists ClearKey.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from pytest_thunder_container.conformance.assessment import ThunderEnvironment
 from pytest_thunder_container.conformance.leftovers import leftovers
 from pytest_thunder_container.parity.diff import ParityResult
 from pytest_thunder_container.parity.run import run_parity
@@ -29,32 +29,25 @@ from pytest_thunder_container.thunder.deploy import ContainerDeployment
 pytestmark = pytest.mark.e2e
 
 
-def hiding_tmp(config: dict[str, Any], environment: ThunderEnvironment) -> dict[str, Any]:
-    """The bundle with a private /tmp: only the communicator and the message files bound in."""
-    dispatcher = environment.variables.get("MESSAGE_DISPATCHER_CONFIG", "/tmp/MessageDispatcher")
-    private = [
-        {
-            "destination": "/tmp",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=1777"],
-        },
-        {
-            "destination": environment.connector,
-            "type": "bind",
-            "source": environment.connector,
-            "options": ["bind", "rw"],
-        },
-        {
-            "destination": dispatcher.split("|")[0].rstrip("/"),
-            "type": "bind",
-            "source": dispatcher.split("|")[0].rstrip("/"),
-            "options": ["rbind", "rw"],
-        },
-    ]
+def hiding_the_drm_systems(config: dict[str, Any], data_directory: str) -> dict[str, Any]:
+    """The bundle with an empty tmpfs over the plugin's data directory inside the container."""
+    hidden = {
+        "destination": data_directory.rstrip("/"),
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["nosuid", "nodev", "mode=755"],
+    }
     divergent = copy.deepcopy(config)
-    divergent["mounts"] = private + [m for m in config["mounts"] if m["destination"] != "/tmp"]
+    divergent["mounts"] = [*config["mounts"], hidden]
     return divergent
+
+
+def data_directory(deployment: ContainerDeployment) -> str:
+    paths = deployment.search_paths
+    assert paths is not None, "the host's -v/-p/-d were read at deployment"
+    data = [path.directory for path in paths.paths if path.kind == "data"]
+    assert data, f"the host names no data path: {paths.describe()}"
+    return data[-1]
 
 
 def run(
@@ -79,13 +72,12 @@ def run(
     )
 
 
-def test_parity_passes_and_a_bundle_hiding_tmp_ocdm_fails_it(
+def test_parity_passes_and_a_bundle_hiding_the_drm_systems_fails_it(
     thunder_deployment: ContainerDeployment,
     thunder_jsonrpc: ThunderClient,
     thunder_target: Target,
     thunder_settings: Settings,
     thunder_results: Path,
-    thunder_environment_of_host: ThunderEnvironment,
 ) -> None:
     normal = run(
         thunder_deployment,
@@ -101,7 +93,7 @@ def test_parity_passes_and_a_bundle_hiding_tmp_ocdm_fails_it(
     good = thunder_deployment.config
     thunder_deployment.deactivate()
     thunder_deployment.write_config(
-        hiding_tmp(good, thunder_environment_of_host), label="hides-tmp-ocdm"
+        hiding_the_drm_systems(good, data_directory(thunder_deployment)), label="hides-drm-systems"
     )
     try:
         divergent = run(
@@ -122,8 +114,15 @@ def test_parity_passes_and_a_bundle_hiding_tmp_ocdm_fails_it(
     )
     passed, message = divergent.verdict("TC-PAR-001")
     assert not passed
+    # The baseline lists ClearKey; the container lists nothing, and so never gets the follow-up
+    # questions about ClearKey's key systems.
     drms = {d.path: d for d in divergent.differences if d.request == "OCDM.1.drms"}
-    assert set(drms) == {"result", "error"}, message
-    assert drms["error"].local == "<absent>" and drms["result"].container == "<absent>"
+    assert set(drms) == {"result[0]"}, message
+    assert (
+        '"name": "ClearKey"' in drms["result[0]"].local
+        and drms["result[0]"].container == "<absent>"
+    )
+    followups = {d.request for d in divergent.differences}
+    assert {"OCDM.1.keysystems@ClearKey", "OCDM.1.systems"} <= followups, message
     diff = (thunder_results / "e2e-parity-divergent" / "parity" / "OCDM-diff.txt").read_text()
     assert "!! OCDM.1.drms" in diff
