@@ -56,6 +56,7 @@ class LatencyTarget:
     image_sha256: str | None
     dialect: str
     callsign: str
+    version: str = "unknown"  # what Thunder says of itself (Controller), e.g. 5.3.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ class LatencyResult:
     record: dict[str, Any]
     path: Path
     svg: Path
+
+
+def thunder_named(record: dict[str, Any]) -> str:
+    """'5.3.0 (R5)': the version measured, and its API generation."""
+    version = record.get("thunder_version") or "unknown"
+    return f"{version} ({record.get('dialect')})"
 
 
 def describe(name: str) -> str:
@@ -94,6 +101,7 @@ def target_record(bench: Benchmark, facts: LatencyTarget) -> dict[str, Any]:
         "emulated": facts.emulated,
         "image_sha256": facts.image_sha256,
         "dialect": facts.dialect,
+        "thunder_version": facts.version,
         "callsign": facts.callsign,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "clock": None
@@ -254,7 +262,7 @@ def latency_svg(document: dict[str, Any]) -> str:
         parts.append(
             f'<text x="10" y="{y + 16}" font-weight="bold">{escape(label)}: '
             f"{escape(str(block.get('target')))} ({kind}), Thunder "
-            f"{escape(str(block.get('dialect')))}, clock {escape(clock)}, "
+            f"{escape(thunder_named(block))}, clock {escape(clock)}, "
             f"{block.get('runs')} runs, image "
             f"{escape(str(block.get('image_sha256') or '-')[:12])}</text>"
         )
@@ -339,7 +347,7 @@ def perf_verdict(
     """TC-PERF-001 (median Container activation within the user's limit) or TC-PERF-002."""
     where = (
         f"{record.get('target')} ({'emulated' if record.get('emulated') else 'hardware'}, "
-        f"Thunder {record.get('dialect')})"
+        f"Thunder {thunder_named(record)})"
     )
     container = record.get("measurements", {}).get("activation.container")
     if requirement == "TC-PERF-001":

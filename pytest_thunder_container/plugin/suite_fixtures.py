@@ -297,6 +297,7 @@ def thunder_latency(
         image_sha256=image.sha256 if image is not None else None,
         dialect=thunder_jsonrpc.dialect,
         callsign=thunder_settings.callsign,
+        version=thunder_jsonrpc.version() or "unknown",
     )
     record = target_record(bench, facts)
     try:

@@ -22,7 +22,7 @@ from pytest_thunder_container.perf.latency_report import (
 from pytest_thunder_container.perf.runc_wrapper import RuncCall
 from pytest_thunder_container.perf.start_latency import CLOCKS, Benchmark
 
-EMULATED = LatencyTarget("rpi3", "rpi3", True, "ab" * 32, "R5", "OCDM")
+EMULATED = LatencyTarget("rpi3", "rpi3", True, "ab" * 32, "R5", "OCDM", "5.3.0")
 HARDWARE = LatencyTarget("serial-ttyUSB0", "serial-ttyUSB0", False, None, "R4.4", "OCDM")
 
 
@@ -52,6 +52,7 @@ def benchmark(runs: int = 3, error: str | None = None) -> Benchmark:
 def test_the_record_carries_target_clock_samples_statistics_and_self_check() -> None:
     record = target_record(benchmark(), EMULATED)
     assert (record["target"], record["emulated"], record["dialect"]) == ("rpi3", True, "R5")
+    assert record["thunder_version"] == "5.3.0"
     assert record["image_sha256"] == "ab" * 32
     assert record["clock"] == {
         "name": "ts",
@@ -121,7 +122,8 @@ def test_the_plot_has_a_panel_per_target_and_every_sample(tmp_path: Path) -> Non
     _, svg, _ = merge_latency(tmp_path, target_record(benchmark(2), HARDWARE))
     root = ElementTree.fromstring(svg.read_text())
     text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
-    assert "rpi3: rpi3 (emulated)" in text and "serial-ttyUSB0 (hardware)" in text
+    assert "rpi3: rpi3 (emulated), Thunder 5.3.0 (R5)" in text
+    assert "serial-ttyUSB0 (hardware), Thunder unknown (R4.4)" in text
     circles = list(root.iter("{http://www.w3.org/2000/svg}circle"))
     # Eight measurements of three and of two runs; the paired differences are not plotted.
     assert len(circles) == 8 * 3 + 8 * 2
@@ -138,6 +140,7 @@ def test_perf_001_compares_the_median_with_the_limit_only_when_given() -> None:
     assert perf_verdict("TC-PERF-001", record, None).outcome == "not-applicable"
     passed = perf_verdict("TC-PERF-001", record, 7000)
     assert passed.outcome == "pass" and "7000 ms on rpi3 (emulated" in passed.message
+    assert "Thunder 5.3.0 (R5)" in passed.message
     failed = perf_verdict("TC-PERF-001", record, 6999)
     assert failed.outcome == "fail" and "> limit 6999 ms" in failed.message
     broken = {**record, "measurements": {}, "error": "runc create failed"}
