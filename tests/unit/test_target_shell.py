@@ -121,7 +121,7 @@ def thunder_target():
 
 @pytest.fixture(scope="session")
 def thunder_jsonrpc():
-    return SimpleNamespace(dialect="R5")
+    return SimpleNamespace(dialect="R5", version=lambda: "5.3.0")
 
 
 @pytest.fixture(scope="session")
