@@ -113,6 +113,13 @@ def runc_call_limit_ms(version: str | None) -> int | None:
     return None
 
 
+def limit_phrase(limit_ms: int | None) -> str:
+    """How a finding names Thunder's limit per runc call."""
+    if limit_ms is None:
+        return "no known limit for this Thunder version"
+    return f"Thunder's limit of {limit_ms} ms per runc call"
+
+
 def target_now(shell: Shell) -> datetime | None:
     """The target's clock (UTC), to the nanosecond when its date has %N, else to the second."""
     out = shell.run("date -u +%Y-%m-%dT%H:%M:%S.%NZ").stdout.strip()
@@ -130,11 +137,7 @@ class RuncTimings:
 
     def findings(self) -> list[str]:
         """One line per witness: the call, seconds after the activation began, the limit."""
-        limit = (
-            f"Thunder's limit of {self.limit_ms} ms per runc call"
-            if self.limit_ms is not None
-            else "no known limit for this Thunder version"
-        )
+        limit = limit_phrase(self.limit_ms)
         lines: list[str] = []
         if self.created is not None and self.started is not None:
             took = (self.created - self.started).total_seconds()

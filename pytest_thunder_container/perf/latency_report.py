@@ -132,6 +132,7 @@ def target_record(bench: Benchmark, facts: LatencyTarget) -> dict[str, Any]:
         "ratios": _ratios(measurements),
         "self_check": _self_check(measurements),
         "notes": bench.notes,
+        "failed_activations": bench.failed_activations,
         "error": bench.error,
     }
     if facts.emulated:
@@ -383,5 +384,13 @@ def perf_verdict(
         "pass",
         f"recorded for {where}: median Local {local:.0f} ms, Container "
         f"{container['stats']['median']:.0f} ms (x{ratio}), "
-        f"{record['runs']} runs, clock {record['clock']['name']}",
+        f"{record['runs']} runs, clock {record['clock']['name']}" + _failures(record),
     )
+
+
+def _failures(record: dict[str, Any]) -> str:
+    """The Container activations that failed and were repeated (Thunder's, not the harness's)."""
+    failed = record.get("failed_activations") or []
+    if not failed:
+        return ""
+    return f"; {len(failed)} failed and were repeated: " + " | ".join(failed)

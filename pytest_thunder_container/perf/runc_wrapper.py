@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from types import TracebackType
 
+from pytest_thunder_container.conformance.runc_log import limit_phrase
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.shell.protocol import Shell
 from pytest_thunder_container.thunder.deploy import RUNC
@@ -46,6 +47,20 @@ class RuncCall:
     end: float | None
     returncode: int | None
     args: str
+
+
+def describe_calls(calls: list[RuncCall], limit_ms: int | None) -> str:
+    """Each call with how long it took, the ones past Thunder's limit per runc call marked."""
+    said = []
+    for call in calls:
+        if call.end is None:
+            said.append(f"{call.subcommand} (no end logged)")
+            continue
+        took = (call.end - call.start) * 1000.0
+        over = limit_ms is not None and took > limit_ms
+        rc = "" if call.returncode in (0, None) else f", exit {call.returncode}"
+        said.append(f"{call.subcommand} {took:.0f} ms{rc}" + (" PAST THE LIMIT" if over else ""))
+    return f"runc calls: {', '.join(said) or 'none logged'} ({limit_phrase(limit_ms)})"
 
 
 def runc_subcommand(args: list[str]) -> str:

@@ -15,15 +15,19 @@ import shlex
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pytest_thunder_container.conformance.failed_activation import diagnose_failed_activation
 from pytest_thunder_container.conformance.observe import find_plugin_hosts
+from pytest_thunder_container.conformance.runc_log import runc_call_limit_ms
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.perf.runc_wrapper import (
     WRAPPER_DIRS,
     RuncCall,
     RuncWrapper,
     container_phases,
+    describe_calls,
     headline_phases,
 )
 from pytest_thunder_container.shell.protocol import Shell
@@ -31,6 +35,8 @@ from pytest_thunder_container.thunder.client import ThunderClient
 from pytest_thunder_container.thunder.deploy import RUNC
 
 ACTIVATION_TIMEOUT = 120.0
+# A failed Container activation is described and repeated, up to this many failures in all.
+MAX_FAILED_ACTIVATIONS = 3
 COMMAND_TIMEOUT = 60.0
 MARKER = "@@tc-bench"
 # Thunder's own options start the host's command line (Communicator::Process); the part before
@@ -42,6 +48,14 @@ ACTIVATED = ("Activated", "Resumed", "Suspended")
 
 class BenchError(ThunderContainerError):
     """A measurement could not be made; the message says which and what the target said."""
+
+
+class ActivationFailed(BenchError):
+    """Controller.1.activate answered an error: the timed run is kept to explain it."""
+
+    def __init__(self, message: str, run: TimedRun) -> None:
+        super().__init__(message)
+        self.run = run
 
 
 @dataclass(frozen=True)
@@ -204,6 +218,7 @@ class Benchmark:
     phases: list[str] = field(default_factory=list)
     host_command: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    failed_activations: list[str] = field(default_factory=list)
     error: str | None = None
 
     def add(self, name: str, value: float) -> None:
@@ -360,8 +375,15 @@ def _measure(
                 bench.add("selfcheck.wrapped_runc_run_true", run.ms)
                 bench.add("selfcheck.wrapper_added_per_runc_call", run.ms - plain.ms)
         setup.deployment.use_container()
-        for _ in range(runs):
-            run = _activate(setup, clock, out, before=wrapped.clear_command())
+        measured = 0
+        while measured < runs:
+            try:
+                run = _activate(setup, clock, out, before=wrapped.clear_command())
+            except ActivationFailed as failed:
+                book_failed_activation(setup, bench, clock, wrapped, failed)
+                progress(bench.failed_activations[-1])
+                continue
+            measured += 1
             calls = wrapped.calls(run.start, run.end)
             bench.add("activation.container", run.ms)
             bench.runc_calls.append(calls)
@@ -383,7 +405,12 @@ def _activate(setup: BenchSetup, clock: Clock, out: str, before: str = "") -> Ti
         after=f"cat {shlex.quote(out)}; ",
     )
     reply = _reply(run.output)
-    if run.returncode != 0 or reply is None or "error" in reply:
+    if run.returncode == 0 and reply is not None and "error" in reply:
+        raise ActivationFailed(
+            f"Controller.1.activate of {setup.callsign} answered {json.dumps(reply['error'])}",
+            run,
+        )
+    if run.returncode != 0 or reply is None:
         raise BenchError(
             f"Controller.1.activate of {setup.callsign} made on the target failed "
             f"(wget exit {run.returncode}): {run.output[-300:]!r}"
@@ -395,6 +422,36 @@ def _activate(setup: BenchSetup, clock: Clock, out: str, before: str = "") -> Ti
             f"{state!r}: the figure would not be a start latency"
         )
     return run
+
+
+def book_failed_activation(
+    setup: BenchSetup,
+    bench: Benchmark,
+    clock: Clock,
+    wrapped: RuncWrapper,
+    failed: ActivationFailed,
+) -> None:
+    """Say which runc call took how long and whether a container leaked; delete a leaked one so
+    that the next run starts clean. Too many failures end the benchmark."""
+    started = None if clock.name == "uptime" else datetime.fromtimestamp(failed.run.start, UTC)
+    found = diagnose_failed_activation(setup.shell, setup.thunder, setup.callsign, started=started)
+    calls = wrapped.calls(failed.run.start, math.inf)  # a late create ends after the answer
+    try:
+        limit = runc_call_limit_ms(setup.thunder.version())
+    except ThunderContainerError:
+        limit = None
+    finding = (
+        f"Container activation {len(bench.failed_activations) + 1} failed after "
+        f"{failed.run.ms:.0f} ms: {failed}; {describe_calls(calls, limit)}; {found.describe()}"
+    )
+    if found.leaked:
+        deleted = setup.shell.run(f"{setup.runc} delete --force {shlex.quote(setup.callsign)}")
+        finding += " (deleted by the benchmark)" if deleted.ok else " (runc delete failed)"
+    bench.failed_activations.append(finding)
+    if len(bench.failed_activations) >= MAX_FAILED_ACTIVATIONS:
+        raise BenchError(
+            f"{len(bench.failed_activations)} Container activations failed; the last: {finding}"
+        )
 
 
 def _reply(output: str) -> dict[str, Any] | None:

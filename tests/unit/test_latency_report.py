@@ -158,3 +158,11 @@ def test_perf_002_needs_every_run_recorded_with_its_target() -> None:
     )
     errored = target_record(benchmark(error="Thunder went away"), EMULATED)
     assert perf_verdict("TC-PERF-002", errored, None).message.endswith("Thunder went away")
+
+
+def test_perf_002_names_the_container_activations_that_failed_and_were_repeated() -> None:
+    failure = "Container activation 1 failed after 2412 ms: ... create 2310 ms PAST THE LIMIT"
+    repeated = perf_verdict("TC-PERF-002", record_with(failed_activations=[failure]), None)
+    assert repeated.outcome == "pass"
+    assert repeated.message.endswith(f"; 1 failed and were repeated: {failure}")
+    assert "repeated" not in perf_verdict("TC-PERF-002", record_with(), None).message
