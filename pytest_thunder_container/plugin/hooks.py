@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from pytest_thunder_container.settings import (
 )
 from pytest_thunder_container.shell.protocol import Shell
 from pytest_thunder_container.targets.base import Target, system_facts
+from pytest_thunder_container.targets.core_budget import emulator_warning
 from pytest_thunder_container.thunder.client import ThunderClient, connect
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -70,6 +72,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Reporting(config, settings, catalogue), "thunder-reporting")
     config.pluginmanager.register(suite_fixtures, "thunder-suite-fixtures")
     config.pluginmanager.register(ThunderWatch(), "thunder-watch")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash.get(SETTINGS, None)
+    if settings is None or not settings.uses_qemu or settings.static_only:
+        return []
+    workers = getattr(config.option, "numprocesses", None)
+    emulators = workers if isinstance(workers, int) and workers > 0 else 1
+    warning = emulator_warning(emulators, os.cpu_count())
+    return [warning] if warning else []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import shlex
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -185,15 +187,36 @@ class ContainerDeployment:
             self.thunder.wait_for_state(self.callsign, "Deactivated", timeout)
 
     def activate(self, timeout: float = ACTIVATION_TIMEOUT) -> None:
+        asked = time.monotonic()
         try:
             self.thunder.activate(self.callsign, timeout=timeout)
             self.thunder.wait_for_state(self.callsign, "Activated", timeout)
         except ThunderContainerError as error:
-            held = self.held_in_activation()
+            said = [self.held_in_activation(), self.runc_witness(time.monotonic() - asked)]
             raise DeployError(
                 f"Thunder could not activate {self.callsign}: {error}"
-                + (f"; {held}" if held else "")
+                + "".join(f"; {line}" for line in said if line)
             ) from error
+
+    def runc_witness(self, seconds_ago: float) -> str | None:
+        """After a failed activation: a leaked container, or the runc call past Thunder's limit
+        (runc's log and state since the request), else None (e.g. a Local activation)."""
+        # Imported here: the diagnosis itself reads runc through this module.
+        from pytest_thunder_container.conformance.failed_activation import (
+            diagnose_failed_activation,
+        )
+        from pytest_thunder_container.conformance.runc_log import target_now
+
+        now = target_now(self.shell)
+        # One second of margin for the request's way to the target.
+        started = None if now is None else now - timedelta(seconds=seconds_ago + 1.0)
+        try:
+            found = diagnose_failed_activation(
+                self.shell, self.thunder, self.callsign, started=started
+            )
+        except ThunderContainerError:
+            return None
+        return found.describe() if found.leaked or found.runc else None
 
     def held_in_activation(self) -> str | None:
         """Why nothing can be restored when the plugin is stuck in Activation, else None: Thunder

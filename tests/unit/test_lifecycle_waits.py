@@ -18,7 +18,7 @@ from pytest_thunder_container.conformance.leftovers import (
 )
 from pytest_thunder_container.errors import DeployError
 from pytest_thunder_container.plugin.thunder_watch import ThunderWatch
-from pytest_thunder_container.thunder.client import ThunderUnreachable
+from pytest_thunder_container.thunder.client import ThunderError, ThunderUnreachable
 from pytest_thunder_container.thunder.deploy import BundleSpec, ContainerDeployment
 from pytest_thunder_container.thunder.health import THUNDER_LOG, ThunderDown, thunder_down
 
@@ -100,6 +100,9 @@ class StuckThunder:
     def set_configuration(self, callsign: str, configuration: dict[str, Any]) -> None:
         self.calls.append("set_configuration")
 
+    def version(self) -> str:
+        return "5.3.0"
+
 
 def test_an_activation_that_never_completes_is_said_and_not_restored(tmp_path: Path) -> None:
     thunder = StuckThunder()
@@ -115,6 +118,53 @@ def test_an_activation_that_never_completes_is_said_and_not_restored(tmp_path: P
         deployment.restore()
     assert thunder.calls == []
     deployment.restore()  # the second time there is nothing left to say
+
+
+class TimedOutThunder(StuckThunder):
+    """R5.3.0 after a runc create past its 2000 ms: the plugin back in Deactivated."""
+
+    def state(self, callsign: str) -> str:
+        return "Deactivated"
+
+    def activate(self, callsign: str, timeout: float | None = None) -> None:
+        raise ThunderError("Controller.1.activate", -31006, "ERROR_OPENING_FAILED")
+
+
+LATE_CREATE = (
+    '{"ociVersion":"1.0.2","id":"OCDM","pid":812,"status":"created",'
+    '"bundle":"/usr/share/Thunder/OCDM/Container","created":"2024-05-02T09:14:07.3051234Z"}'
+)
+
+
+def test_a_failed_activation_names_the_leaked_container_and_when_runc_created_it(
+    tmp_path: Path,
+) -> None:
+    shell = ScriptedShell(
+        {
+            "date -u": "2024-05-02T09:14:07.9Z",  # the answer came 0.6 s after the create
+            "pidof runc": (1, ""),
+            "list -q": "OCDM\n",
+            "/usr/bin/runc state OCDM": LATE_CREATE,
+        }
+    )
+    spec = BundleSpec("OCDM", "/usr/share/Thunder/OCDM/Container", {})
+    deployment = ContainerDeployment(shell, TimedOutThunder(), spec, results=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(DeployError) as failed:
+        deployment.activate()
+    said = str(failed.value)
+    assert said.startswith("Thunder could not activate OCDM: ") and "ERROR_OPENING_FAILED" in said
+    assert "LEAKED CONTAINER: runc lists it while the plugin is Deactivated" in said
+    assert "runc create finished 0.4 s after the activation began" in said
+    assert "(Thunder's limit of 2000 ms per runc call)" in said
+
+
+def test_a_failed_activation_without_a_runc_witness_says_nothing_more(tmp_path: Path) -> None:
+    shell = ScriptedShell({"date -u": "2024-05-02T09:14:07.9Z", "pidof runc": (1, "")})
+    spec = BundleSpec("OCDM", "/usr/share/Thunder/OCDM/Container", {})
+    deployment = ContainerDeployment(shell, TimedOutThunder(), spec, results=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(DeployError) as failed:
+        deployment.activate()
+    assert str(failed.value) == ("Thunder could not activate OCDM: " + str(failed.value.__cause__))
 
 
 class DeadThunder:

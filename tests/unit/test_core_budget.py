@@ -1,0 +1,35 @@
+"""The run's header warns when emulated targets would share too few cores for Thunder's limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_thunder_container.targets.core_budget import emulator_warning
+
+pytest_plugins = ["pytester"]
+
+
+def test_one_emulator_per_two_cores_is_quiet() -> None:
+    assert emulator_warning(1, 2) is None
+    assert emulator_warning(2, 4) is None
+    assert emulator_warning(1, None) is None
+
+
+def test_two_emulators_on_two_cores_are_named_with_the_fix() -> None:
+    said = emulator_warning(2, 2)
+    assert said is not None and said.startswith("warning: 2 emulated targets on 2 cores")
+    assert "2000 ms" in said and "ERROR_OPENING_FAILED" in said
+    assert said.endswith("Run at most 1 emulated target here (-n 1), one per 2 cores.")
+    assert "at most 2 emulated targets here (-n 2)" in (emulator_warning(3, 4) or "")
+
+
+@pytest.mark.parametrize(("workers", "shown"), [("2", True), ("1", False)])
+def test_the_header_shows_it_for_emulated_targets_only(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: str, shown: bool
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    pytester.makepyfile("def test_nothing(): pass")
+    emulated = pytester.runpytest_inprocess("--thunder-target=rpi3", "-n", workers)
+    assert ("warning: 2 emulated targets on 2 cores" in emulated.stdout.str()) is shown
+    board = pytester.runpytest_inprocess("--thunder-target=serial:/dev/null", "-n", workers)
+    assert "emulated targets" not in board.stdout.str()
