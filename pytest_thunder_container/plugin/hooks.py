@@ -74,14 +74,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ThunderWatch(), "thunder-watch")
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
     settings = config.stash.get(SETTINGS, None)
-    if settings is None or not settings.uses_qemu or settings.static_only:
-        return []
+    if hasattr(config, "workerinput") or settings is None or not settings.uses_qemu:
+        return
+    if settings.static_only:
+        return
     workers = getattr(config.option, "numprocesses", None)
     emulators = workers if isinstance(workers, int) and workers > 0 else 1
     warning = emulator_warning(emulators, os.cpu_count())
-    return [warning] if warning else []
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if warning and reporter is not None:
+        reporter.write_line(warning, yellow=True)  # shown with -q too
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
