@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from pytest_thunder_container.conformance.failed_activation import diagnose_failed_activation
 from pytest_thunder_container.conformance.observe import find_plugin_hosts
 from pytest_thunder_container.conformance.runc_log import runc_call_limit_ms
-from pytest_thunder_container.errors import ThunderContainerError
+from pytest_thunder_container.errors import DeployError, ThunderContainerError
 from pytest_thunder_container.perf.runc_wrapper import (
     WRAPPER_DIRS,
     RuncCall,
@@ -374,7 +374,7 @@ def _measure(
             if i:
                 bench.add("selfcheck.wrapped_runc_run_true", run.ms)
                 bench.add("selfcheck.wrapper_added_per_runc_call", run.ms - plain.ms)
-        setup.deployment.use_container()
+        _switch_to_container(setup, bench)
         measured = 0
         while measured < runs:
             try:
@@ -447,6 +447,20 @@ def book_failed_activation(
     if found.leaked:
         deleted = setup.shell.run(f"{setup.runc} delete --force {shlex.quote(setup.callsign)}")
         finding += " (deleted by the benchmark)" if deleted.ok else " (runc delete failed)"
+    _book(bench, finding)
+
+
+def _switch_to_container(setup: BenchSetup, bench: Benchmark) -> None:
+    """Switch the plugin to Container mode (its activation is not timed). A failed activation is
+    booked like a timed one: the plugin is left Deactivated in Container mode, so the timed
+    activations can go on."""
+    try:
+        setup.deployment.use_container()
+    except DeployError as error:  # it says whether a container leaked and which call was slow
+        _book(bench, f"Container activation {len(bench.failed_activations) + 1} failed: {error}")
+
+
+def _book(bench: Benchmark, finding: str) -> None:
     bench.failed_activations.append(finding)
     if len(bench.failed_activations) >= MAX_FAILED_ACTIVATIONS:
         raise BenchError(

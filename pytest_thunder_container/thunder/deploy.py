@@ -199,8 +199,8 @@ class ContainerDeployment:
             ) from error
 
     def runc_witness(self, seconds_ago: float) -> str | None:
-        """After a failed activation: a leaked container, or the runc call past Thunder's limit
-        (runc's log and state since the request), else None (e.g. a Local activation)."""
+        """After a failed activation: whether a container leaked, and the runc call past Thunder's
+        limit (runc's log and state since the request); None when the target can't say."""
         # Imported here: the diagnosis itself reads runc through this module.
         from pytest_thunder_container.conformance.failed_activation import (
             diagnose_failed_activation,
@@ -216,7 +216,7 @@ class ContainerDeployment:
             )
         except ThunderContainerError:
             return None
-        return found.describe() if found.leaked or found.runc else None
+        return found.describe()
 
     def held_in_activation(self) -> str | None:
         """Why nothing can be restored when the plugin is stuck in Activation, else None: Thunder

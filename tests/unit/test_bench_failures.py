@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pytest
 from helpers.scripted_shell import ScriptedShell
 
+from pytest_thunder_container.errors import DeployError
+from pytest_thunder_container.perf import start_latency
 from pytest_thunder_container.perf.runc_wrapper import RuncCall, describe_calls
 from pytest_thunder_container.perf.start_latency import (
     CLOCKS,
@@ -81,5 +83,25 @@ def test_no_leak_no_delete_and_too_many_failures_end_the_benchmark() -> None:
     assert "no leaked container" in bench.failed_activations[0]
     assert not any("delete --force" in c for c in shell.commands)
     book_failed_activation(setup, bench, CLOCKS["ts"], Wrapper(), failed_run())  # type: ignore[arg-type]
-    with pytest.raises(BenchError, match="3 Container activations failed; the last: Container"):
+    with pytest.raises(BenchError, match=r"3 Container activations failed; the last: Container"):
         book_failed_activation(setup, bench, CLOCKS["ts"], Wrapper(), failed_run())  # type: ignore[arg-type]
+
+
+class FailingSwitch:
+    def use_container(self) -> None:
+        raise DeployError(
+            "Thunder could not activate OCDM: ERROR_OPENING_FAILED; no leaked container"
+        )
+
+
+def test_a_failed_switch_to_container_mode_is_booked_and_counted() -> None:
+    setup = BenchSetup(ScriptedShell(), Thunder(), FailingSwitch(), "OCDM")  # type: ignore[arg-type]
+    bench = Benchmark(10)
+    start_latency._switch_to_container(setup, bench)
+    assert bench.failed_activations == [
+        "Container activation 1 failed: Thunder could not activate OCDM: ERROR_OPENING_FAILED; "
+        "no leaked container"
+    ]
+    bench.failed_activations.append("another")
+    with pytest.raises(BenchError, match=r"^3 Container activations failed; the last: Container"):
+        start_latency._switch_to_container(setup, bench)

@@ -158,13 +158,17 @@ def test_a_failed_activation_names_the_leaked_container_and_when_runc_created_it
     assert "(Thunder's limit of 2000 ms per runc call)" in said
 
 
-def test_a_failed_activation_without_a_runc_witness_says_nothing_more(tmp_path: Path) -> None:
+def test_a_failed_activation_without_a_runc_witness_says_no_container_leaked(
+    tmp_path: Path,
+) -> None:
     shell = ScriptedShell({"date -u": "2024-05-02T09:14:07.9Z", "pidof runc": (1, "")})
     spec = BundleSpec("OCDM", "/usr/share/Thunder/OCDM/Container", {})
     deployment = ContainerDeployment(shell, TimedOutThunder(), spec, results=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(DeployError) as failed:
         deployment.activate()
-    assert str(failed.value) == ("Thunder could not activate OCDM: " + str(failed.value.__cause__))
+    assert str(failed.value) == (
+        f"Thunder could not activate OCDM: {failed.value.__cause__}; no leaked container"
+    )
 
 
 class DeadThunder:
