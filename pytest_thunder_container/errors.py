@@ -26,6 +26,10 @@ class CommandFailed(ConsoleError):
 class DeployError(ThunderContainerError):
     """A bundle can't be placed or a plugin can't be switched to the wanted mode."""
 
+    def __init__(self, message: str, *, leaked: bool = False) -> None:
+        super().__init__(message)
+        self.leaked = leaked  # a failed activation left its container behind (runc lists it)
+
 
 class TargetCrashed(ConsoleError):
     """The target's kernel panicked (or the target otherwise died) while the console waited."""

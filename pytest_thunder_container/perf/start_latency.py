@@ -445,8 +445,7 @@ def book_failed_activation(
         f"{failed.run.ms:.0f} ms: {failed}; {describe_calls(calls, limit)}; {found.describe()}"
     )
     if found.leaked:
-        deleted = setup.shell.run(f"{setup.runc} delete --force {shlex.quote(setup.callsign)}")
-        finding += " (deleted by the benchmark)" if deleted.ok else " (runc delete failed)"
+        finding += _delete_leaked(setup)
     _book(bench, finding)
 
 
@@ -457,7 +456,15 @@ def _switch_to_container(setup: BenchSetup, bench: Benchmark) -> None:
     try:
         setup.deployment.use_container()
     except DeployError as error:  # it says whether a container leaked and which call was slow
-        _book(bench, f"Container activation {len(bench.failed_activations) + 1} failed: {error}")
+        finding = f"Container activation {len(bench.failed_activations) + 1} failed: {error}"
+        if error.leaked:
+            finding += _delete_leaked(setup)
+        _book(bench, finding)
+
+
+def _delete_leaked(setup: BenchSetup) -> str:
+    deleted = setup.shell.run(f"{setup.runc} delete --force {shlex.quote(setup.callsign)}")
+    return " (deleted by the benchmark)" if deleted.ok else " (runc delete failed)"
 
 
 def _book(bench: Benchmark, finding: str) -> None:

@@ -178,7 +178,7 @@ def test_activation_with_busy_cpus_succeeds_or_fails_cleanly(
 ) -> None:
     if not thunder_settings.stress:
         pytest.skip("stress tests are opt-in: run with --thunder-stress")
-    callsign, factor = thunder_deployment.callsign, thunder_settings.timeout_factor
+    callsign = thunder_deployment.callsign
     thunder_deployment.deactivate()
     cpus = int(thunder_shell.check("grep -c ^processor /proc/cpuinfo").stdout.split()[0])
     loops = [
@@ -189,27 +189,21 @@ def test_activation_with_busy_cpus_succeeds_or_fails_cleanly(
         ).stdout.split()
         if word.isdigit()
     ]
-    failure = None
+    leaked = False
     try:
-        started = target_now(thunder_shell)
         try:
             thunder_deployment.use_container()
             outcome = "activated"
-        except DeployError as error:
-            outcome = f"failed: {error}"
+        except DeployError as error:  # it says whether a container leaked, and runc's times
+            outcome, leaked = f"failed: {error}", error.leaked
     finally:
         thunder_shell.run(f"kill {' '.join(loops)}")
     thunder_evidence.attach(f"activation with {cpus} busy loops", outcome)
-    if outcome != "activated":
-        failure = diagnose_failed_activation(
-            thunder_shell, thunder_jsonrpc, callsign, started=started, timeout_factor=factor
-        )
-        thunder_evidence.attach("after the failed activation", failure.describe())
-        if failure.leaked:  # put things right for the tests after this one
-            thunder_shell.run(f"{RUNC} delete --force {shlex.quote(callsign)}")
+    if leaked:  # put things right for the tests after this one
+        thunder_shell.run(f"{RUNC} delete --force {shlex.quote(callsign)}")
     thunder_deployment.deactivate()
-    if failure is not None and failure.leaked:
-        pytest.xfail(f"SHOULD not met: {outcome}; {failure.describe()}")
+    if leaked:
+        pytest.xfail(f"SHOULD not met: {outcome}")
 
 
 def _answer(thunder: ThunderClient, method: str) -> str:

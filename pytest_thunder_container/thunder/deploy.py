@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_thunder_container.errors import DeployError, ThunderContainerError
 from pytest_thunder_container.oci.config import dump_config
@@ -23,6 +23,9 @@ from pytest_thunder_container.thunder.bundle_paths import (
 )
 from pytest_thunder_container.thunder.client import ThunderClient
 from pytest_thunder_container.thunder.hosts import find_plugin_hosts
+
+if TYPE_CHECKING:
+    from pytest_thunder_container.conformance.failed_activation import ActivationFailure
 
 ACTIVATION_TIMEOUT = 120.0  # a container start is runc create + exec + a host announce
 SWITCH_TIMEOUT = 60.0
@@ -192,13 +195,15 @@ class ContainerDeployment:
             self.thunder.activate(self.callsign, timeout=timeout)
             self.thunder.wait_for_state(self.callsign, "Activated", timeout)
         except ThunderContainerError as error:
-            said = [self.held_in_activation(), self.runc_witness(time.monotonic() - asked)]
+            witness = self.runc_witness(time.monotonic() - asked)
+            said = [self.held_in_activation(), witness.describe() if witness else None]
             raise DeployError(
                 f"Thunder could not activate {self.callsign}: {error}"
-                + "".join(f"; {line}" for line in said if line)
+                + "".join(f"; {line}" for line in said if line),
+                leaked=witness is not None and witness.leaked,
             ) from error
 
-    def runc_witness(self, seconds_ago: float) -> str | None:
+    def runc_witness(self, seconds_ago: float) -> ActivationFailure | None:
         """After a failed activation: whether a container leaked, and the runc call past Thunder's
         limit (runc's log and state since the request); None when the target can't say."""
         # Imported here: the diagnosis itself reads runc through this module.
@@ -211,12 +216,11 @@ class ContainerDeployment:
         # One second of margin for the request's way to the target.
         started = None if now is None else now - timedelta(seconds=seconds_ago + 1.0)
         try:
-            found = diagnose_failed_activation(
+            return diagnose_failed_activation(
                 self.shell, self.thunder, self.callsign, started=started
             )
         except ThunderContainerError:
             return None
-        return found.describe()
 
     def held_in_activation(self) -> str | None:
         """Why nothing can be restored when the plugin is stuck in Activation, else None: Thunder
