@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 # Imported after __version__: the modules below read it from this package.
 from pytest_thunder_container.conformance.failed_activation import (
+    delete_leaked_container,
     diagnose_failed_activation,
 )
 from pytest_thunder_container.conformance.leftovers import (
@@ -47,6 +48,7 @@ __all__ = [
     "Verify",
     "__version__",
     "connect",
+    "delete_leaked_container",
     "diagnose_failed_activation",
     "leftovers",
     "plant_leftover_container",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,10 +11,17 @@ from pytest_thunder_container.conformance.runc_log import runc_timings
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.shell.protocol import Shell
 from pytest_thunder_container.thunder.client import ThunderClient
-from pytest_thunder_container.thunder.deploy import runc_containers
+from pytest_thunder_container.thunder.deploy import RUNC, runc_containers
 
 # Thunder does not kill a runc call it gave up on: a late `runc create` still makes its container.
 RUNC_SETTLE_TIMEOUT = 30.0
+DELETE_TIMEOUT = 60.0
+# Succeeds while a runc process other than a container's `runc init` runs (seen on R5.3.0: a
+# leaked container's init answers `pidof runc` until it is deleted).
+RUNC_AT_WORK = (
+    "for p in $(pidof runc); do tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null; echo; done "
+    "| grep -v ' init $' | grep -q ."
+)
 
 
 @dataclass(frozen=True)
@@ -34,13 +42,26 @@ class ActivationFailure:
 
 
 def wait_for_runc_idle(shell: Shell, timeout: float) -> bool:
-    """Wait until no runc process runs on the target (a late create has finished)."""
+    """Wait until no runc call runs on the target (a late create has finished). A container's
+    `runc init` is not a call: a created container keeps one until it is started or deleted."""
     deadline = time.monotonic() + timeout
-    while shell.run("pidof runc").ok:
+    while shell.run(RUNC_AT_WORK).ok:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.5)
     return True
+
+
+def delete_leaked_container(
+    shell: Shell, callsign: str, *, runc: str = RUNC, timeout_factor: float = 1.0
+) -> bool:
+    """`runc delete --force` a leaked container once runc's calls are done (a late call still
+    holds the container's lock: on R5.3.0 under load the delete waited past 30 s behind one)."""
+    wait_for_runc_idle(shell, RUNC_SETTLE_TIMEOUT * timeout_factor)
+    deleted = shell.run(
+        f"{runc} delete --force {shlex.quote(callsign)}", timeout=DELETE_TIMEOUT * timeout_factor
+    )
+    return deleted.ok
 
 
 def diagnose_failed_activation(

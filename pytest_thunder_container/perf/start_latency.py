@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pytest_thunder_container.conformance.failed_activation import diagnose_failed_activation
+from pytest_thunder_container.conformance.failed_activation import (
+    RUNC_SETTLE_TIMEOUT,
+    delete_leaked_container,
+    diagnose_failed_activation,
+    wait_for_runc_idle,
+)
 from pytest_thunder_container.conformance.observe import find_plugin_hosts
 from pytest_thunder_container.conformance.runc_log import runc_call_limit_ms
 from pytest_thunder_container.errors import DeployError, ThunderContainerError
@@ -434,8 +439,10 @@ def book_failed_activation(
     """Say which runc call took how long and whether a container leaked; delete a leaked one so
     that the next run starts clean. Too many failures end the benchmark."""
     started = None if clock.name == "uptime" else datetime.fromtimestamp(failed.run.start, UTC)
+    # A late create ends after Thunder's answer; read the calls before the diagnosis adds its own.
+    wait_for_runc_idle(setup.shell, RUNC_SETTLE_TIMEOUT)
+    calls = wrapped.calls(failed.run.start, math.inf)
     found = diagnose_failed_activation(setup.shell, setup.thunder, setup.callsign, started=started)
-    calls = wrapped.calls(failed.run.start, math.inf)  # a late create ends after the answer
     try:
         limit = runc_call_limit_ms(setup.thunder.version())
     except ThunderContainerError:
@@ -463,8 +470,8 @@ def _switch_to_container(setup: BenchSetup, bench: Benchmark) -> None:
 
 
 def _delete_leaked(setup: BenchSetup) -> str:
-    deleted = setup.shell.run(f"{setup.runc} delete --force {shlex.quote(setup.callsign)}")
-    return " (deleted by the benchmark)" if deleted.ok else " (runc delete failed)"
+    deleted = delete_leaked_container(setup.shell, setup.callsign, runc=setup.runc)
+    return " (deleted by the benchmark)" if deleted else " (runc delete failed)"
 
 
 def _book(bench: Benchmark, finding: str) -> None:

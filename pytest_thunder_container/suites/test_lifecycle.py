@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from pytest_thunder_container import (
-    RUNC,
     ContainerDeployment,
     DeployError,
     Settings,
@@ -19,6 +18,7 @@ from pytest_thunder_container import (
     ThunderClient,
     ThunderContainerError,
     Verify,
+    delete_leaked_container,
     diagnose_failed_activation,
     leftovers,
     plant_leftover_container,
@@ -199,8 +199,10 @@ def test_activation_with_busy_cpus_succeeds_or_fails_cleanly(
     finally:
         thunder_shell.run(f"kill {' '.join(loops)}")
     thunder_evidence.attach(f"activation with {cpus} busy loops", outcome)
-    if leaked:  # put things right for the tests after this one
-        thunder_shell.run(f"{RUNC} delete --force {shlex.quote(callsign)}")
+    if leaked:  # put things right for the tests after this one, once runc's calls are done
+        delete_leaked_container(
+            thunder_shell, callsign, timeout_factor=thunder_settings.timeout_factor
+        )
     thunder_deployment.deactivate()
     if leaked:
         pytest.xfail(f"SHOULD not met: {outcome}")

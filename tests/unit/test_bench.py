@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers.console_targets import busybox_applets, make_console, shell_env, spawn
 
+from pytest_thunder_container.conformance.failed_activation import RUNC_AT_WORK
 from pytest_thunder_container.perf.runc_wrapper import (
     RuncCall,
     RuncWrapper,
@@ -297,3 +298,20 @@ def test_a_folder_without_exec_is_skipped_for_the_next(
     ) as wrapper:
         assert wrapper.log.startswith(f"{good}/tc-runc.")
     assert "tc-runc." not in mounts_of(private_shell)
+
+
+def test_runc_at_work_ignores_a_containers_init_but_not_a_call(
+    shell: Console, tmp_path: Path
+) -> None:
+    # Named runc as on the target: a container's init (`runc init`) and a call (`runc create`).
+    fake = tmp_path / "runc"
+    fake.write_text("#!/bin/sh\nsleep 30\n")
+    fake.chmod(0o755)
+    assert not shell.run(RUNC_AT_WORK).ok  # no runc at all
+    shell.check(f"{fake} init >/dev/null 2>&1 & echo $! > {tmp_path}/init.pid")
+    shell.check("sleep 0.3")
+    assert not shell.run(RUNC_AT_WORK).ok, "a created container's init is not a runc call"
+    shell.check(f"{fake} create OCDM >/dev/null 2>&1 & echo $! > {tmp_path}/call.pid")
+    shell.check("sleep 0.3")
+    assert shell.run(RUNC_AT_WORK).ok
+    shell.run(f"kill $(cat {tmp_path}/init.pid) $(cat {tmp_path}/call.pid)")
