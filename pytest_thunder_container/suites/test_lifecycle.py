@@ -185,7 +185,8 @@ def test_activation_with_busy_cpus_succeeds_or_fails_cleanly(
         word
         for word in thunder_shell.check(
             f"i=0; while [ $i -lt {cpus} ]; do i=$((i + 1)); "
-            "sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $!; done"
+            # In a subshell: not jobs of the console's interactive shell.
+            "(sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $!); done"
         ).stdout.split()
         if word.isdigit()
     ]
