@@ -44,6 +44,7 @@ def shell_env(tmp_path: Path, *, applets: Path | None = None, **stubs: str) -> d
     stubs.setdefault("dmesg", f"printf '%s\\n' \"$*\" >> {tmp_path / 'dmesg.args'}")
     for name, body in stubs.items():
         stub = bin_dir / name
+        stub.unlink(missing_ok=True)  # never write through a link (an applet links to busybox)
         stub.write_text(f"#!/bin/sh\n{body}\n")
         stub.chmod(0o755)
     path = f"{bin_dir}:{applets}:/usr/bin:/bin" if applets else f"{bin_dir}:/usr/bin:/bin"
