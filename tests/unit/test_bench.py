@@ -309,9 +309,17 @@ def test_runc_at_work_ignores_a_containers_init_but_not_a_call(
     fake.chmod(0o755)
     assert not shell.run(RUNC_AT_WORK).ok  # no runc at all
     shell.check(f"{fake} init >/dev/null 2>&1 & echo $! > {tmp_path}/init.pid")
-    shell.check("sleep 0.3")
+    _until_runc_count(shell, 1)
     assert not shell.run(RUNC_AT_WORK).ok, "a created container's init is not a runc call"
     shell.check(f"{fake} create OCDM >/dev/null 2>&1 & echo $! > {tmp_path}/call.pid")
-    shell.check("sleep 0.3")
+    _until_runc_count(shell, 2)
     assert shell.run(RUNC_AT_WORK).ok
     shell.run(f"kill $(cat {tmp_path}/init.pid) $(cat {tmp_path}/call.pid)")
+
+
+def _until_runc_count(shell: Console, count: int) -> None:
+    """Wait (5 s at most) until `pidof runc` lists `count` processes: started, not yet seen."""
+    shell.check(
+        f'i=0; while [ "$(pidof runc | wc -w)" -lt {count} ] && [ $i -lt 50 ]; '
+        "do sleep 0.1; i=$((i + 1)); done"
+    )
