@@ -31,6 +31,7 @@ class ActivationFailure:
     state: str | None
     leaked: bool
     runc: tuple[str, ...]
+    limit_ms: int | None = None  # Thunder's limit per runc call, for its version
 
     def describe(self) -> str:
         lines = [
@@ -86,4 +87,4 @@ def diagnose_failed_activation(
     except ThunderContainerError:
         version = None
     timings = runc_timings(shell, callsign, started=started, version=version)
-    return ActivationFailure(state, leaked, tuple(timings.findings()))
+    return ActivationFailure(state, leaked, tuple(timings.findings()), timings.limit_ms)

@@ -25,7 +25,6 @@ from pytest_thunder_container.conformance.failed_activation import (
     wait_for_runc_idle,
 )
 from pytest_thunder_container.conformance.observe import find_plugin_hosts
-from pytest_thunder_container.conformance.runc_log import runc_call_limit_ms
 from pytest_thunder_container.errors import DeployError, ThunderContainerError
 from pytest_thunder_container.perf.runc_wrapper import (
     WRAPPER_DIRS,
@@ -443,13 +442,10 @@ def book_failed_activation(
     wait_for_runc_idle(setup.shell, RUNC_SETTLE_TIMEOUT)
     calls = wrapped.calls(failed.run.start, math.inf)
     found = diagnose_failed_activation(setup.shell, setup.thunder, setup.callsign, started=started)
-    try:
-        limit = runc_call_limit_ms(setup.thunder.version())
-    except ThunderContainerError:
-        limit = None
     finding = (
         f"Container activation {len(bench.failed_activations) + 1} failed after "
-        f"{failed.run.ms:.0f} ms: {failed}; {describe_calls(calls, limit)}; {found.describe()}"
+        f"{failed.run.ms:.0f} ms: {failed}; {describe_calls(calls, found.limit_ms)}; "
+        f"{found.describe()}"
     )
     if found.leaked:
         finding += _delete_leaked(setup)
