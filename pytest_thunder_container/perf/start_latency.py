@@ -400,14 +400,15 @@ def _measure(
 def _activate(setup: BenchSetup, clock: Clock, out: str, before: str = "") -> TimedRun:
     """Deactivate, then time Controller.1.activate made on the target; check the state after."""
     setup.deployment.deactivate()
-    run = timed(
-        setup.shell,
-        clock,
-        activation_command(setup.port, setup.callsign, out),
-        timeout=ACTIVATION_TIMEOUT,
-        before=f"{before}; " if before else "",
-        after=f"cat {shlex.quote(out)}; ",
-    )
+    with setup.thunder.runc_window():
+        run = timed(
+            setup.shell,
+            clock,
+            activation_command(setup.port, setup.callsign, out),
+            timeout=ACTIVATION_TIMEOUT,
+            before=f"{before}; " if before else "",
+            after=f"cat {shlex.quote(out)}; ",
+        )
     reply = _reply(run.output)
     if run.returncode == 0 and reply is not None and "error" in reply:
         raise ActivationFailed(

@@ -191,6 +191,7 @@ def thunder_jsonrpc(
             thunder_target.shell,
             port=thunder_settings.guest_port,
             timeout_factor=thunder_settings.timeout_factor,
+            runc_window=thunder_target.runc_window,
         )
         facts = {
             "target": thunder_target.name,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -67,6 +69,11 @@ class Target(ABC):
         from pytest_thunder_container.errors import TargetError
 
         raise TargetError(f"target {self.name} can't be restarted by the harness")
+
+    def runc_window(self) -> AbstractContextManager[None]:
+        """Held around each call that makes Thunder run runc against its time limit; an
+        emulated target keeps the host's cores for itself there (targets/runc_window.py)."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def stop(self) -> None:

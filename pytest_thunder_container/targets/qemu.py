@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from pytest_thunder_container.errors import ConsoleError, TargetError
@@ -24,6 +25,7 @@ from pytest_thunder_container.targets.qemu_process import (
     user_netdev,
 )
 from pytest_thunder_container.targets.qmp import Qmp
+from pytest_thunder_container.targets.runc_window import runc_window
 from pytest_thunder_container.targets.sd_reattach import reattach_sd_card
 from pytest_thunder_container.targets.snapshots import (
     SNAPSHOT_TAG,
@@ -322,6 +324,9 @@ class QemuTarget(Target):
     def healthy(self) -> bool:
         running = self._process is not None and self._process.exited() is None
         return running and super().healthy()
+
+    def runc_window(self) -> AbstractContextManager[None]:
+        return runc_window(self._process.pid if self._process is not None else None)
 
     def restart(self) -> None:
         """Boot again (from the saved state when there is one) after the target died."""

@@ -6,6 +6,8 @@ import contextlib
 import itertools
 import json
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from pytest_thunder_container.errors import ThunderContainerError
@@ -54,6 +56,7 @@ _STATE_BY_LOWER = {name.lower(): name for name in STATES}
 # Thunder reports a plugin with IStateControl as Resumed or Suspended instead of Activated.
 _ACTIVATED_STATES = frozenset({"Activated", "Resumed", "Suspended"})
 _POLL_INTERVAL_S = 0.2
+RuncWindow = Callable[[], AbstractContextManager[object]]
 
 
 def normalise_state(state: str) -> str:
@@ -79,8 +82,11 @@ class ThunderClient:
         *,
         timeout: float = 30.0,
         timeout_factor: float = 1.0,
+        runc_window: RuncWindow = contextlib.nullcontext,
     ) -> None:
-        """`transport` is a JSON-RPC URL (http://host:port/jsonrpc) or any transport."""
+        """`transport` is a JSON-RPC URL (http://host:port/jsonrpc) or any transport;
+        `runc_window` is held around each call that makes Thunder run runc against its time
+        limit (the target's, see Target.runc_window)."""
         if timeout <= 0 or timeout_factor <= 0:
             raise ThunderContainerError(
                 f"Thunder timeout {timeout!r} s and timeout factor {timeout_factor!r} must both "
@@ -93,6 +99,7 @@ class ThunderClient:
         self._timeout_factor = timeout_factor
         self._ids = itertools.count(1)
         self._dialect: str | None = None
+        self.runc_window = runc_window
 
     @property
     def endpoint(self) -> str:
@@ -112,10 +119,12 @@ class ThunderClient:
         return self._call(method, params, seconds)
 
     def activate(self, callsign: str, timeout: float | None = None) -> None:
-        self.call("Controller.1.activate", {"callsign": _checked(callsign)}, timeout)
+        with self.runc_window():
+            self.call("Controller.1.activate", {"callsign": _checked(callsign)}, timeout)
 
     def deactivate(self, callsign: str, timeout: float | None = None) -> None:
-        self.call("Controller.1.deactivate", {"callsign": _checked(callsign)}, timeout)
+        with self.runc_window():
+            self.call("Controller.1.deactivate", {"callsign": _checked(callsign)}, timeout)
 
     def state(self, callsign: str) -> str:
         """The plugin's state in R5 spelling (Activated, Deactivated, ...)."""
@@ -343,6 +352,7 @@ def connect(
     timeout_factor: float = 1.0,
     wait: float = 60.0,
     network_grace: float = 20.0,
+    runc_window: RuncWindow = contextlib.nullcontext,
 ) -> ThunderClient:
     """A client that answers: over HTTP when `url` is reachable, else through the console.
 
@@ -355,10 +365,14 @@ def connect(
         None
         if url is None
         else ThunderClient(
-            HttpTransport(url, timeout_factor=timeout_factor), timeout_factor=timeout_factor
+            HttpTransport(url, timeout_factor=timeout_factor),
+            timeout_factor=timeout_factor,
+            runc_window=runc_window,
         )
     )
-    console = ThunderClient(ConsoleTransport(shell, port=port), timeout_factor=timeout_factor)
+    console = ThunderClient(
+        ConsoleTransport(shell, port=port), timeout_factor=timeout_factor, runc_window=runc_window
+    )
     # What each way there answered last: the user's URL may be the wrong one, not the console.
     last: dict[str, ThunderContainerError] = {}
     while True:

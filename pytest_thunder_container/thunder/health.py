@@ -71,6 +71,12 @@ def thunder_down(
 
 def restart_thunder(client: ThunderClient, shell: Shell, *, timeout: float) -> None:
     """Restart Thunder with the image's init script and wait until its Controller answers."""
+    # Stopping a containerized plugin runs runc kill and delete; starting may run it again.
+    with client.runc_window():
+        _restart(client, shell, timeout)
+
+
+def _restart(client: ThunderClient, shell: Shell, timeout: float) -> None:
     script = THUNDER_INIT_SCRIPT
     result = shell.run(f"[ -x {script} ] && {script} restart", timeout=timeout)
     if not result.ok:

@@ -85,7 +85,8 @@ def test_thunder_stopped_is_reported_within_the_timeouts(
     thunder_results: Path,
 ) -> None:
     thunder_jsonrpc.wait_for_state(CALLSIGN, "Activated", 120)
-    thunder_shell.check(f"{SERVICE} stop", timeout=120)
+    with thunder_jsonrpc.runc_window():  # stopping Thunder stops the container (runc)
+        thunder_shell.check(f"{SERVICE} stop", timeout=120)
     try:
         started = time.monotonic()
         with pytest.raises(ThunderUnreachable) as call:
@@ -100,8 +101,9 @@ def test_thunder_stopped_is_reported_within_the_timeouts(
         assert time.monotonic() - started < 8 + 5 + 5 + 5
         said(thunder_results, "connect-while-stopped", str(connecting.value))
     finally:
-        thunder_shell.check(f"{SERVICE} start")
-    thunder_jsonrpc.wait_for_state(CALLSIGN, "Activated", 120)
+        with thunder_jsonrpc.runc_window():  # Thunder starts OCDM in its container again
+            thunder_shell.check(f"{SERVICE} start")
+            thunder_jsonrpc.wait_for_state(CALLSIGN, "Activated", 120)
 
 
 def test_a_killed_plugin_host_is_seen_and_a_reactivation_works(
