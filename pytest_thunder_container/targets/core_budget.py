@@ -5,6 +5,7 @@ Emulated runc is slow: on this project's 2-core host one emulated rpi3 takes abo
 (RunCImplementation.cpp). Measured there: one emulated target per two cores passes the suites on
 R5.3.0; two emulated targets on two cores (`-n 2`) pushed `runc create` past the limit and three
 MUST tests failed with ERROR_OPENING_FAILED. R4.4.3+ allows 5000 ms and passed with two.
+The runc window (runc_window.py) narrows that exposure but can't remove it on such a host.
 """
 
 from __future__ import annotations
