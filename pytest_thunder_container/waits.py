@@ -8,6 +8,7 @@ the target or the host runs by itself, and a Deadline (a loop over several of th
 
 from __future__ import annotations
 
+import fcntl
 import time
 
 
@@ -33,3 +34,17 @@ class Deadline:
     def describe(self) -> str:
         """`N s (timeout T s x factor F)`: the wait as the user saw it."""
         return f"{self.real:.1f} s (timeout {self.nominal:g} s x factor {self.factor:g})"
+
+
+def flock_within(fd: int, seconds: float, poll: float = 0.05) -> bool:
+    """Take an exclusive flock on `fd`, waiting at most `seconds`; False when it stayed held."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
+        else:
+            return True

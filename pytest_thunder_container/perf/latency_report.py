@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape
 
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.perf.start_latency import Benchmark, stats_of
+from pytest_thunder_container.waits import flock_within
 
 LATENCY_JSON = "thunder-latency.json"
 LATENCY_SVG = "thunder-latency.svg"
@@ -195,18 +196,11 @@ def _locked(path: Path, timeout: float) -> Iterator[None]:
     """An exclusive flock on <path>.lock: two xdist workers never interleave their updates."""
     lock = path.with_name(path.name + ".lock")
     with lock.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ThunderContainerError(
-                        f"{lock} stayed locked for {timeout:.0f} s: is another pytest stuck "
-                        "writing the latency figures? (fix: end it, or remove the lock file)"
-                    ) from None
-                time.sleep(0.05)
+        if not flock_within(handle.fileno(), timeout):
+            raise ThunderContainerError(
+                f"{lock} stayed locked for {timeout:.0f} s: is another pytest stuck "
+                "writing the latency figures? (fix: end it, or remove the lock file)"
+            )
         try:
             yield
         finally:

@@ -14,18 +14,16 @@ still keeps two windows apart.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pytest_thunder_container.errors import TargetError
+from pytest_thunder_container.waits import flock_within
 
 BOOST_NICE = -10
 WAIT_LIMIT_S = 900.0  # far beyond one activation's own timeout (120 s at most)
-_POLL_S = 0.05
 
 Undo = Callable[[], None]
 
@@ -61,19 +59,12 @@ def runc_window(pid: int | None, *, lock: Path | None = None) -> Iterator[None]:
 def _held(path: Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = time.monotonic() + WAIT_LIMIT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TargetError(
-                        f"the runc window {path} has been held for {WAIT_LIMIT_S:.0f} s by "
-                        f"pid {_holder(fd)} (fix: stop that process, or remove {path} if no "
-                        "harness runs)"
-                    ) from None
-                time.sleep(_POLL_S)
+        if not flock_within(fd, WAIT_LIMIT_S):
+            raise TargetError(
+                f"the runc window {path} has been held for {WAIT_LIMIT_S:.0f} s by "
+                f"pid {_holder(fd)} (fix: stop that process, or remove {path} if no "
+                "harness runs)"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
