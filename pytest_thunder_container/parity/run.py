@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_thunder_container.conformance.leftovers import Leftovers
 from pytest_thunder_container.errors import ThunderContainerError
@@ -29,6 +29,9 @@ from pytest_thunder_container.parity.scenario import (
 )
 from pytest_thunder_container.thunder.client import ThunderClient, ThunderError, ThunderStateTimeout
 
+if TYPE_CHECKING:
+    from pytest_thunder_container.conformance.failed_activation import ActivationFailure
+
 MODES = ("Local", "Container")
 STATE_TIMEOUT = 120.0  # an emulated container start is about 7 s; a loaded host is slower
 SETTLE_TIMEOUT = 10.0  # Thunder may still be deleting the container when it says Deactivated
@@ -43,6 +46,10 @@ class ModeSwitch(Protocol):
     def use_local(self) -> None: ...
 
     def use_container(self) -> None: ...
+
+    def runc_witness(self, seconds_ago: float) -> ActivationFailure | None:
+        """After a failed container activation: a leaked container, the runc call too slow."""
+        ...
 
 
 @dataclass
@@ -134,13 +141,16 @@ def run_scenario(
     settle = SETTLE_TIMEOUT * timeout_factor
     _deactivate(rec, "after the calls", thunder, callsign, leftovers, settle)
     for cycle in range(1, scenario.cycles + 1):
+        request, asked = f"cycle {cycle}: Controller.1.activate", time.monotonic()
         done = rec.add(
             "cycles",
-            f"cycle {cycle}: Controller.1.activate",
+            request,
             _outcome(lambda: thunder.activate(callsign, timeout=STATE_TIMEOUT)),
             {"callsign": callsign},
             expect="result",
         )
+        if "result" not in done and mode == "Container":
+            _witness(rec, request, deployment, time.monotonic() - asked)
         _state(
             rec,
             "cycles",
@@ -154,6 +164,17 @@ def run_scenario(
     return ParityTranscript(
         mode, callsign, thunder.dialect, tuple(rec.exchanges), tuple(rec.problems), version
     )
+
+
+def _witness(rec: _Recorder, request: str, deployment: ModeSwitch, seconds_ago: float) -> None:
+    """Say what runc showed after a failed container activation (a leak, a call past Thunder's
+    limit): a cycle that fails under load must not read like a plugin that diverges."""
+    try:
+        found = deployment.runc_witness(seconds_ago)
+    except ThunderContainerError:
+        found = None
+    if found is not None:
+        rec.problem("cycles", request, found.describe())
 
 
 def _unmet(expect: str, response: dict[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pytest_thunder_container.conformance.failed_activation import ActivationFailure
 from pytest_thunder_container.conformance.leftovers import Leftovers
 from pytest_thunder_container.parity.diff import compare, side_by_side
 from pytest_thunder_container.parity.run import run_parity, run_scenario
@@ -39,6 +40,8 @@ class RealOcdm:
         self.active = False
         self.hosts_linked = 1  # a plugin host links once over COM-RPC, in Local and Container mode
         self._ids = itertools.count(7)
+        self.activations = 0
+        self.refused: set[int] = set()  # activations that fail (1 is the mode switch)
 
     # What run_scenario asks of a ThunderClient
     def version(self) -> str | None:
@@ -74,6 +77,9 @@ class RealOcdm:
         return [web, *comrpc]
 
     def activate(self, callsign: str, timeout: float | None = None) -> None:
+        self.activations += 1
+        if self.activations in self.refused:
+            raise ThunderError("Controller.1.activate", -31006, "ERROR_OPENING_FAILED")
         self.active = True
 
     def deactivate(self, callsign: str, timeout: float | None = None) -> None:
@@ -90,12 +96,18 @@ class RealOcdm:
 class Switch:
     thunder: RealOcdm
     callsign: str = "OCDM"
+    witnessed: list[float] = dataclasses.field(default_factory=list)
 
     def use_local(self) -> None:
         self.thunder.activate(self.callsign)
 
     def use_container(self) -> None:
         self.thunder.activate(self.callsign)
+
+    def runc_witness(self, seconds_ago: float) -> ActivationFailure | None:
+        self.witnessed.append(seconds_ago)
+        slow = "runc create finished 2.4 s after the activation began, past Thunder's limit"
+        return ActivationFailure("Deactivated", False, (slow,), 2000)
 
 
 def nothing_left() -> Leftovers:
@@ -240,3 +252,20 @@ def test_no_comrpc_link_while_the_plugin_is_up_is_a_problem() -> None:
     assert problem.message == (
         "no COMRPC link while OCDM is up: its plugin host is not linked to Thunder"
     )
+
+
+@pytest.mark.parametrize("mode", ["Container", "Local"])
+def test_a_failed_cycle_activation_in_a_container_says_what_runc_showed(mode: str) -> None:
+    thunder = RealOcdm("5.3.0")
+    thunder.refused = {2}  # the mode switch activates; the first cycle's activation fails
+    switch = Switch(thunder)
+    transcript = run_scenario(ocdm(cycles=2), mode, switch, thunder, leftovers=nothing_left)  # type: ignore[arg-type]
+    said = [p.message for p in transcript.problems if p.request == "cycle 1: Controller.1.activate"]
+    if mode == "Local":
+        assert switch.witnessed == []
+        assert not any("runc" in message for message in said)
+    else:
+        assert len(switch.witnessed) == 1 and switch.witnessed[0] >= 0
+        assert any("past Thunder's limit" in message for message in said), said
+    # Only the failed cycle is witnessed: cycle 2 activates.
+    assert not [p for p in transcript.problems if p.request.startswith("cycle 2")]
