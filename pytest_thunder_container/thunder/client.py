@@ -99,6 +99,7 @@ class ThunderClient:
         self._timeout_factor = timeout_factor
         self._ids = itertools.count(1)
         self._dialect: str | None = None
+        self._version: str | None = None
         self.runc_window = runc_window
 
     @property
@@ -172,7 +173,14 @@ class ThunderClient:
         return self._entries(method, self.call(method))
 
     def version(self) -> str | None:
-        """Thunder's own version (`major.minor.patch`), or None where it can't be read."""
+        """Thunder's own version (`major.minor.patch`), or None where it can't be read. Once
+        read it is kept: a Thunder that died during an activation still has a version, and the
+        diagnosis of that activation needs it (runc's time limit depends on it)."""
+        if self._version is None:
+            self._version = self._read_version()
+        return self._version
+
+    def _read_version(self) -> str | None:
         # R4.4 and R5.0-5.2 have `version`; R5.3 renamed it `framework`, keeping `version` as alias.
         methods = ["Controller.1.version"]
         if self.dialect == R5:

@@ -210,11 +210,21 @@ def test_version_of_each_generation(thunder: ReplayThunder, client: ThunderClien
 def test_version_falls_back_to_the_older_name_and_then_none() -> None:
     replay = replay_of(R5)
     try:
-        client = ThunderClient(HttpTransport(replay.url))
         replay.hidden = {"Controller.1.framework"}
+        assert ThunderClient(HttpTransport(replay.url)).version() == "5.3.0"
+        replay.hidden = {"Controller.1.framework", "Controller.1.version"}
+        assert ThunderClient(HttpTransport(replay.url)).version() is None
+    finally:
+        replay.close()
+
+
+def test_the_version_read_once_is_kept_for_when_thunder_no_longer_answers() -> None:
+    replay = replay_of(R5)
+    try:
+        client = ThunderClient(HttpTransport(replay.url))
         assert client.version() == "5.3.0"
         replay.hidden = {"Controller.1.framework", "Controller.1.version"}
-        assert client.version() is None
+        assert client.version() == "5.3.0"
     finally:
         replay.close()
 
