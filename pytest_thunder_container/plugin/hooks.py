@@ -14,6 +14,7 @@ from pytest_thunder_container.conformance.catalogue import Catalogue, CatalogueE
 from pytest_thunder_container.errors import ThunderContainerError
 from pytest_thunder_container.inputs import check_inputs
 from pytest_thunder_container.plugin import suite_fixtures
+from pytest_thunder_container.plugin.idle_targets import IdleTargets
 from pytest_thunder_container.plugin.markers import CATALOGUE
 from pytest_thunder_container.plugin.reporting import Reporting, record_facts
 from pytest_thunder_container.plugin.terminal import progress_printer
@@ -33,6 +34,7 @@ from pytest_thunder_container.targets.core_budget import emulator_warning
 from pytest_thunder_container.thunder.client import ThunderClient, connect
 
 SETTINGS = pytest.StashKey[Settings]()
+IDLE_TARGETS = pytest.StashKey[IdleTargets]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,6 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Reporting(config, settings, catalogue), "thunder-reporting")
     config.pluginmanager.register(suite_fixtures, "thunder-suite-fixtures")
     config.pluginmanager.register(ThunderWatch(), "thunder-watch")
+    config.stash[IDLE_TARGETS] = IdleTargets()
+    config.pluginmanager.register(config.stash[IDLE_TARGETS], "thunder-idle-targets")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -159,7 +163,8 @@ def thunder_target(
             pytestconfig,
             {**target.properties(), **system_facts(target.shell), "harness": __version__},
         )
-        yield target
+        with pytestconfig.stash[IDLE_TARGETS].booted_target(target):
+            yield target
         target.stop()
 
 

@@ -75,6 +75,11 @@ class Target(ABC):
         emulated target keeps the host's cores for itself there (targets/runc_window.py)."""
         return contextlib.nullcontext()
 
+    def paused(self) -> AbstractContextManager[None]:
+        """Held while no test uses the target: an emulator stops its guest (its cores go to
+        the rest of the host); a board goes on."""
+        return contextlib.nullcontext()
+
     @abstractmethod
     def stop(self) -> None:
         """Release the device; safe to call twice and after a failed start."""
