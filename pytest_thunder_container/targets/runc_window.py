@@ -6,9 +6,10 @@ cores: the activation then fails with ERROR_OPENING_FAILED and the container lea
 finding about the host, not about the plugin. So around each call that makes Thunder run runc
 (activate, deactivate, restart), a QEMU target takes a host-wide lock, one window at a time across
 every pytest process and xdist worker, and raises its emulator's scheduling priority (its
-autogroup and its threads to nice -10) until the call returns. The guest is not changed: only the
-host's scheduler favours it. Without the privilege to raise a priority (not root), the lock alone
-still keeps two windows apart.
+autogroup and its threads to nice -10) until the call returns, while the user's other emulators
+are held still (emulator_hold.py, at most 8 s). The guest is not changed: only the host's
+scheduler favours it. Without the privilege to raise a priority (not root), the lock and the
+stops still work.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pytest_thunder_container.errors import TargetError
+from pytest_thunder_container.targets.emulator_hold import (
+    continue_left,
+    held_still,
+    other_emulators,
+)
 from pytest_thunder_container.waits import flock_within
 
 BOOST_NICE = -10
@@ -37,17 +43,26 @@ _HELD: set[Path] = set()  # the windows this process holds: taking one again is 
 
 
 @contextlib.contextmanager
-def runc_window(pid: int | None, *, lock: Path | None = None) -> Iterator[None]:
-    """Hold the host-wide window, with the process `pid` (an emulator) favoured, until exit."""
+def runc_window(
+    pid: int | None,
+    *,
+    lock: Path | None = None,
+    others: Callable[[int | None], list[int]] = other_emulators,
+) -> Iterator[None]:
+    """Hold the host-wide window, with the process `pid` (an emulator) favoured and the other
+    emulators (`others`) held still (emulator_hold.py), until exit."""
     path = lock or lock_path()
     if path in _HELD:
         yield
         return
+    stopped = path.with_name(path.name + ".stopped")
     with _held(path):
         _HELD.add(path)
+        continue_left(stopped)
         undo = boost(pid) if pid is not None else []
         try:
-            yield
+            with held_still(others(pid) if pid is not None else [], stopped):
+                yield
         finally:
             _HELD.discard(path)
             for step in reversed(undo):

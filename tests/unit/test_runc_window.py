@@ -21,6 +21,13 @@ from pytest_thunder_container.thunder.client import ThunderClient
 from pytest_thunder_container.thunder.transport import HttpTransport
 
 ROOT = os.geteuid() == 0
+
+
+def no_others(pid: int | None) -> list[int]:
+    """Leave the host's real emulators alone (tests/unit/test_emulator_hold.py holds fakes)."""
+    return []
+
+
 HOLD = """
 import sys, time
 from pathlib import Path
@@ -124,14 +131,14 @@ def test_the_emulator_is_favoured_inside_the_window_and_put_back_after(
     tmp_path: Path, emulator: int
 ) -> None:
     before = _nice(emulator)  # whatever this test runs at (e.g. under `nice -n 19`)
-    with window.runc_window(emulator, lock=tmp_path / "window"):
+    with window.runc_window(emulator, lock=tmp_path / "window", others=no_others):
         assert _nice(emulator) == (window.BOOST_NICE, [window.BOOST_NICE])
     assert _nice(emulator) == before
 
 
 def test_an_emulator_that_died_inside_the_window_is_no_error(tmp_path: Path) -> None:
     child = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    with window.runc_window(child.pid, lock=tmp_path / "window"):
+    with window.runc_window(child.pid, lock=tmp_path / "window", others=no_others):
         child.kill()
         child.wait()
     assert not _held_elsewhere(tmp_path / "window")
