@@ -3,6 +3,8 @@ always continued, also after a holder that died with them stopped."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -47,11 +49,15 @@ def children() -> Iterator[list[subprocess.Popen[bytes]]]:
         child.wait()
 
 
-def test_the_emulators_are_stopped_inside_and_continued_after(
-    children: list[subprocess.Popen[bytes]], tmp_path: Path
-) -> None:
+@pytest.fixture
+def sleeper(children: list[subprocess.Popen[bytes]]) -> int:
+    """The pid of one child that sleeps: an emulator for what is done to it."""
     children.append(_child())
-    pid = children[0].pid
+    return children[-1].pid
+
+
+def test_the_emulators_are_stopped_inside_and_continued_after(sleeper: int, tmp_path: Path) -> None:
+    pid = sleeper
     record = tmp_path / "stopped"
     with held_still([pid], record):
         assert _until(pid, "T")
@@ -60,23 +66,17 @@ def test_the_emulators_are_stopped_inside_and_continued_after(
     assert not record.exists()
 
 
-def test_a_long_window_lets_them_go_on_after_the_limit(
-    children: list[subprocess.Popen[bytes]], tmp_path: Path
-) -> None:
-    children.append(_child())
-    pid = children[0].pid
+def test_a_long_window_lets_them_go_on_after_the_limit(sleeper: int, tmp_path: Path) -> None:
+    pid = sleeper
     with held_still([pid], tmp_path / "stopped", limit=0.3):
         assert _until(pid, "T")
         assert _until(pid, "S", seconds=3.0), "still stopped past the limit"
 
 
-def test_emulators_a_dead_holder_left_stopped_are_continued(
-    children: list[subprocess.Popen[bytes]], tmp_path: Path
-) -> None:
-    children.append(_child())
-    pid = children[0].pid
+def test_emulators_a_dead_holder_left_stopped_are_continued(sleeper: int, tmp_path: Path) -> None:
+    pid = sleeper
     record = tmp_path / "stopped"
-    children[0].send_signal(19)  # SIGSTOP, as a holder killed inside its window leaves it
+    os.kill(pid, signal.SIGSTOP)  # as a holder killed inside its window leaves it
     assert _until(pid, "T")
     record.write_text(str(pid))
     continue_left(record)
