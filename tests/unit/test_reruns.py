@@ -21,7 +21,7 @@ def _rerun_regex() -> str:
 
 
 def test_the_rerun_matches_the_witness_of_a_runc_call_past_thunders_limit() -> None:
-    witness = f"runc create finished 6.8 s after the activation began, past {limit_phrase(2000)}"
+    witness = f"runc create finished 6.8 s after the activation began, over {limit_phrase(2000)}"
     assert re.search(_rerun_regex(), f"AssertionError: {{'TC-LIFE-001': \"{witness}\"}}")
     assert re.search(_rerun_regex(), limit_phrase(5000))
 

@@ -55,8 +55,8 @@ def test_a_create_that_finished_past_the_limit_is_named_with_its_time() -> None:
     timings = runc_timings(shell, "OCDM", started=STARTED, version="5.3.0")
     found = timings.findings()
     assert found[0] == (
-        "runc create finished 3.3 s after the activation began, past Thunder's limit of "
-        "2000 ms per runc call"
+        "runc create finished 3.3 s after the activation began (Thunder's preparation before "
+        "the call included), more than Thunder's limit of 2000 ms per runc call"
     )
     assert found[1].startswith("runc create logged error at +3.5 s: runc create failed")
     assert any("/tmp/OCDM/OCDM/runc.container.log" in c for c in shell.commands)
