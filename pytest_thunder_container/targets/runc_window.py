@@ -102,8 +102,9 @@ def boost(pid: int) -> list[Undo]:
     autogroup = Path(f"/proc/{pid}/autogroup")
     with contextlib.suppress(OSError, ValueError):
         before = autogroup_nice(autogroup.read_text())
-        autogroup.write_text(str(BOOST_NICE))
-        undo.append(lambda: autogroup.write_text(str(before)))
+        if before is not None:
+            autogroup.write_text(str(BOOST_NICE))
+            undo.append(lambda: autogroup.write_text(str(before)))
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             undo += _boost_thread(int(task.name))
@@ -121,6 +122,8 @@ def _boost_thread(tid: int) -> list[Undo]:
     return [lambda: os.setpriority(os.PRIO_PROCESS, tid, before)]
 
 
-def autogroup_nice(text: str) -> int:
-    """The nice value in /proc/<pid>/autogroup ("/autogroup-12 nice 0")."""
-    return int(text.split()[-1])
+def autogroup_nice(text: str) -> int | None:
+    """The nice value in /proc/<pid>/autogroup ("/autogroup-12 nice 0"); None for an empty file:
+    the process is in no autogroup (autogroups are off, or it is in the root group, as on CI)."""
+    fields = text.split()
+    return int(fields[-1]) if fields else None

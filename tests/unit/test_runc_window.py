@@ -59,7 +59,7 @@ def _held_elsewhere(lock: Path) -> bool:
     return False
 
 
-def _nice(pid: int) -> tuple[int, list[int]]:
+def _nice(pid: int) -> tuple[int | None, list[int]]:
     autogroup = window.autogroup_nice(Path(f"/proc/{pid}/autogroup").read_text())
     threads = [
         os.getpriority(os.PRIO_PROCESS, int(task.name))
@@ -132,7 +132,9 @@ def test_the_emulator_is_favoured_inside_the_window_and_put_back_after(
 ) -> None:
     before = _nice(emulator)  # whatever this test runs at (e.g. under `nice -n 19`)
     with window.runc_window(emulator, lock=tmp_path / "window", others=no_others):
-        assert _nice(emulator) == (window.BOOST_NICE, [window.BOOST_NICE])
+        # No autogroup to raise where the process is in none (its file is empty then).
+        boosted_group = None if before[0] is None else window.BOOST_NICE
+        assert _nice(emulator) == (boosted_group, [window.BOOST_NICE])
     assert _nice(emulator) == before
 
 
@@ -147,6 +149,7 @@ def test_an_emulator_that_died_inside_the_window_is_no_error(tmp_path: Path) -> 
 def test_autogroup_nice_is_read_from_procfs_text() -> None:
     assert window.autogroup_nice("/autogroup-12 nice 0\n") == 0
     assert window.autogroup_nice("/autogroup-3 nice -10") == -10
+    assert window.autogroup_nice("") is None  # in no autogroup: seen on CI, where it crashed
 
 
 @pytest.mark.parametrize("method", ["activate", "deactivate"])
