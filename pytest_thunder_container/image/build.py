@@ -36,6 +36,7 @@ from pytest_thunder_container.image.model import (
     tree_digest,
     verify,
 )
+from pytest_thunder_container.image.programs import compile_programs, program_compiler
 from pytest_thunder_container.image.rootfs import (
     DTB_FILE,
     KERNEL_FILE,
@@ -153,6 +154,8 @@ def image_key(recipe: Recipe, packages: Mapping[str, Package], trees: Trees | No
         digest.update(f"package {name} {package.version}\n".encode())
     for line, tree in sorted((trees or {}).items()):
         digest.update(f"thunder {line} {tree.manifest['tree_sha256']}\n".encode())
+    if recipe.programs:  # their sources are recipe files: the compiler is what else counts
+        digest.update(f"programs compiler {program_compiler()}\n".encode())
     return digest.hexdigest()
 
 
@@ -199,6 +202,7 @@ def build_image(
         (root / link).parent.mkdir(parents=True, exist_ok=True)
         (root / link).unlink(missing_ok=True)
         (root / link).symlink_to(target)
+    compile_programs(recipe.programs, root, progress)
     if (root / recipe.python_lib).is_dir():  # only an image that ships Python
         check_python_imports(root, recipe, unpacked, progress)
         precompile(root, recipe, progress)

@@ -192,6 +192,14 @@ class PackageRule:
 
 
 @dataclass(frozen=True)
+class Program:
+    """A program of the recipe's own: a C source cross-compiled for the target into the root."""
+
+    source: Path
+    install: str  # relative to the root: "usr/bin/runc"
+
+
+@dataclass(frozen=True)
 class Recipe:
     """images/<name>/recipe.toml, parsed."""
 
@@ -217,6 +225,7 @@ class Recipe:
     python_exclude: tuple[str, ...]
     # Real Thunder's API lines cross-built into the image (images/thunder/recipe.toml).
     thunder_lines: tuple[str, ...] = ()
+    programs: tuple[Program, ...] = ()
 
     def sources(self) -> dict[str, Path]:
         """The folders whose contents define the image (the recipe and the trees it copies)."""
@@ -261,6 +270,10 @@ def parse_recipe(path: Path) -> Recipe:
             )
         )
     directory = path.parent
+    programs = tuple(
+        _program(rule, directory, f"{where}: programs[{index}]")
+        for index, rule in enumerate(data.get("programs", []))
+    )
     try:
         perms = tuple((key, int(value, 8)) for key, value in data.get("perms", {}).items())
     except (TypeError, ValueError) as error:
@@ -287,7 +300,24 @@ def parse_recipe(path: Path) -> Recipe:
         python_compile=_strings(python, "compile", where),
         python_exclude=_strings(python, "exclude", where),
         thunder_lines=_strings(data.get("thunder", {}), "lines", where),
+        programs=programs,
     )
+
+
+def _program(rule: Mapping[str, Any], directory: Path, where: str) -> Program:
+    source = directory / str(_required(rule, "source", where))
+    install = str(_required(rule, "install", where))
+    if not source.is_file():
+        raise ImageError(
+            f"{where}: the source {source} does not exist (fix: `source` is relative "
+            f"to {directory})"
+        )
+    if install.startswith("/") or ".." in Path(install).parts:
+        raise ImageError(
+            f"{where}: `install` must be a path inside the root, like "
+            f'"usr/bin/name", not {install!r}'
+        )
+    return Program(source=source, install=install)
 
 
 def load_recipe(name: str, root: Path | None = None) -> Recipe:

@@ -151,6 +151,12 @@ def test_the_rpi3_recipe_parses() -> None:
     assert dict(recipe.perms)["etc/shadow"] == 0o600
     assert recipe.trees[-1] == recipes_root() / "thunder" / "overlay"
     assert recipe.thunder_lines == ("R5", "R4.4")
+    # Thunder's /usr/bin/runc runs runc from the sealed copy made at boot (src/).
+    installs = {program.install: program.source.name for program in recipe.programs}
+    assert installs == {
+        "usr/bin/runc": "runc-launcher.c",
+        "usr/libexec/runc-sealed-copy": "runc-sealed-copy.c",
+    }
 
 
 def test_an_unknown_recipe_lists_the_known_ones() -> None:
@@ -164,6 +170,21 @@ def test_a_malformed_recipe_names_the_file_and_key(tmp_path: Path) -> None:
         parse_recipe(path)
     path.write_text('name = "x"\n[[packages]\n')
     with pytest.raises(ImageError, match=str(path)):
+        parse_recipe(path)
+
+
+def test_a_program_whose_source_is_missing_or_installs_outside_the_root_is_named(
+    tmp_path: Path,
+) -> None:
+    whole = (recipes_root() / "rpi3" / "recipe.toml").read_text()
+    base = whole[: whole.index("[[programs]]")]  # the rpi3 recipe without its own programs
+    path = tmp_path / "x" / "recipe.toml"
+    _write(path, (base + '[[programs]]\nsource = "src/none.c"\ninstall = "usr/bin/x"\n').encode())
+    with pytest.raises(ImageError, match=r"programs\[0\]: the source .*src/none.c does not exist"):
+        parse_recipe(path)
+    _write(tmp_path / "x" / "src" / "ok.c", b"int main(void) { return 0; }\n")
+    path.write_text(base + '[[programs]]\nsource = "src/ok.c"\ninstall = "/usr/bin/x"\n')
+    with pytest.raises(ImageError, match=r"`install` must be a path inside the root"):
         parse_recipe(path)
 
 
